@@ -1,0 +1,253 @@
+//! The Meridian NTP daemon: the IO shell around Meridian's sans-IO core.
+//!
+//! It owns sockets, threads, signals, files and the clock backends; the protocol, the
+//! configuration and (with the sync work) the clock algorithms live in their own crates
+//! and are driven from here. Data flows one way: config → restrict policy and reference;
+//! socket → [`server::respond`] → socket, with replies built from a [`state`] snapshot.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod listen;
+pub mod logging;
+pub mod reference;
+pub mod server;
+pub mod state;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use clap::Parser;
+use meridian_clock::Clock;
+use meridian_conf::{Config, FsSource, MemorySource, MruSize};
+use meridian_os::{KernelClock, ObserveClock};
+
+use cli::Args;
+use reference::LocalReference;
+use server::ratelimit::RateLimits;
+use server::{ServePolicy, ServerCounters, Worker};
+use state::{ServingState, SharedState};
+
+/// The configuration `--example-config` runs: the local clock at stratum 10, answering
+/// only on loopback, queries refused.
+pub const EXAMPLE_CONFIG: &str = include_str!("example.conf");
+
+/// Bytes one remembered client costs (entry, index slot and list links), to turn
+/// `mru maxmem` into a number of clients.
+const CLIENT_ENTRY_BYTES: u32 = 96;
+
+/// Run the daemon with these arguments (the first is the program name).
+pub fn main<I, T>(argv: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args = match Args::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let (config_name, config) = match load_config(&args) {
+        Ok(loaded) => loaded,
+        Err(report) => {
+            eprint!("{report}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.check {
+        for w in &config.warnings {
+            eprintln!("{w}");
+        }
+        print!("{}", config.to_effective_text());
+        eprintln!("{}: configuration OK", config_name.display());
+        return ExitCode::SUCCESS;
+    }
+    match run(&args, &config_name, config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("ntpd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(args: &Args) -> Result<(PathBuf, Config), String> {
+    if args.example_config {
+        let name = PathBuf::from("<embedded example>");
+        return meridian_conf::parse_str("<embedded example>", EXAMPLE_CONFIG, &MemorySource::new())
+            .map(|c| (name, c))
+            .map_err(|e| format!("{e}\n"));
+    }
+    meridian_conf::parse_config(&args.config, &FsSource)
+        .map(|c| (args.config.clone(), c))
+        .map_err(|e| format!("{e}\n{}: configuration has errors\n", args.config.display()))
+}
+
+fn max_clients(config: &Config) -> usize {
+    match config.mru.max {
+        MruSize::Entries(n) => n.max(1) as usize,
+        MruSize::KiB(k) => (k.saturating_mul(1024) / CLIENT_ENTRY_BYTES).max(1) as usize,
+    }
+}
+
+fn serve_policy(config: &Config) -> ServePolicy {
+    ServePolicy {
+        restrict: config.restrict.clone(),
+        limits: RateLimits {
+            average_log2: config.discard.average,
+            minimum: f64::from(config.discard.minimum),
+        },
+        max_clients: max_clients(config),
+    }
+}
+
+/// The clock the daemon disciplines: the kernel's, or a software one with `--observe`.
+fn open_clock(observe: bool) -> Box<dyn Clock + Send> {
+    if observe {
+        Box::new(ObserveClock::new())
+    } else {
+        Box::new(KernelClock::new())
+    }
+}
+
+fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
+    let logfile = args.logfile.clone().or_else(|| config.logfile.clone());
+    let destination = match (&logfile, args.foreground) {
+        (Some(path), _) => logging::Destination::File(path),
+        (None, true) => logging::Destination::Stderr,
+        (None, false) => logging::Destination::Syslog,
+    };
+    logging::init(destination, args.debug).map_err(|e| format!("cannot open log: {e}"))?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    if args.user.is_some() {
+        return Err("-u: dropping privileges is not supported by this build yet; refusing to run as root \
+                    silently"
+            .into());
+    }
+    if args.once {
+        return Err("-q: setting the clock once needs network sources, which this build does not sync from yet".into());
+    }
+    if !args.foreground {
+        tracing::info!("running in the foreground anyway: use a service manager (systemd) to background");
+    }
+    let clock = open_clock(args.observe);
+    let precision = clock.precision();
+    let reference = LocalReference::from_config(&config);
+    let now = clock.now().map_err(|e| e.to_string())?;
+    let shared = SharedState::new(ServingState {
+        server: reference.server_state(now, precision, meridian_proto::DEFAULT_MIN_POLL),
+        correction: clock.kernel_correction(),
+    });
+    let policy = Arc::new(ArcSwap::from_pointee(serve_policy(&config)));
+    let counters = Arc::new(ServerCounters::default());
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, 64);
+    let addresses = listen::bind_addresses(&config.interfaces, args.port);
+    let mut handles = Vec::new();
+    for addr in &addresses {
+        for _ in 0..workers {
+            let socket = match listen::open_socket(*addr) {
+                Ok(s) => s,
+                Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() => {
+                    tracing::warn!("not listening on {addr}: {e}");
+                    break;
+                }
+                Err(e) => return Err(format!("cannot listen on {addr}: {e}")),
+            };
+            let worker = Worker {
+                socket,
+                state: shared.clone(),
+                policy: policy.clone(),
+                counters: counters.clone(),
+                stop: stop.clone(),
+            };
+            handles.push(std::thread::spawn(move || worker.run()));
+        }
+        tracing::info!("listening on {addr} ({workers} worker(s))");
+    }
+    if handles.is_empty() {
+        return Err("no address to listen on".into());
+    }
+
+    let pidfile = args.pidfile.clone().or_else(|| config.pidfile.clone());
+    if let Some(path) = &pidfile {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("cannot write pidfile {}: {e}", path.display()))?;
+    }
+
+    let terminate = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, terminate.clone()).map_err(|e| e.to_string())?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()).map_err(|e| e.to_string())?;
+    tracing::info!(
+        "Meridian {} serving {} (clock: {})",
+        env!("CARGO_PKG_VERSION"),
+        describe(&reference),
+        if args.observe { "observe-only" } else { "kernel" }
+    );
+
+    let mut reference = reference;
+    while !terminate.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+        if reload.swap(false, Ordering::Relaxed) {
+            match load_config(args) {
+                Ok((_, new_config)) => {
+                    for w in &new_config.warnings {
+                        tracing::warn!("{w}");
+                    }
+                    policy.store(Arc::new(serve_policy(&new_config)));
+                    reference = LocalReference::from_config(&new_config);
+                    tracing::info!("reloaded {}", config_path.display());
+                }
+                Err(report) => tracing::error!("reload failed, keeping the running configuration:\n{report}"),
+            }
+        }
+        if let Ok(now) = clock.now() {
+            shared.publish(ServingState {
+                server: reference.server_state(now, precision, meridian_proto::DEFAULT_MIN_POLL),
+                correction: clock.kernel_correction(),
+            });
+        }
+    }
+    tracing::info!(
+        "exiting on signal: {} received, {} replies, {} KoDs, {} dropped",
+        counters.received.load(Ordering::Relaxed),
+        counters.replied.load(Ordering::Relaxed),
+        counters.kods.load(Ordering::Relaxed),
+        counters.dropped.load(Ordering::Relaxed)
+    );
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    if let Some(path) = &pidfile {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+fn describe(reference: &LocalReference) -> String {
+    match reference {
+        LocalReference::LocalClock { address, stratum } => {
+            format!("the local clock {address} at stratum {}", stratum.saturating_add(1))
+        }
+        LocalReference::Orphan { stratum } => format!("orphan mode at stratum {stratum}"),
+        LocalReference::None => "as unsynchronised (no source configured yet)".into(),
+    }
+}

@@ -1,0 +1,10 @@
+//! The classic front ends: `ntpdate`, and (with the control issue) `ntpq` and `ntpstat`.
+//!
+//! Each tool is a module with a `main(args) -> ExitCode` that the `meridian` binary calls,
+//! either as a subcommand or when installed under the classic name. Output formats follow
+//! the classic tools to the character, because administrators' scripts parse them.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod ntpdate;
+mod query;

@@ -1,0 +1,62 @@
+//! `meridian`: one binary for the whole NTP suite.
+//!
+//! Run as `meridian SUBCOMMAND …`, or installed under a classic name (`ntpd`, `ntpdate`,
+//! `ntpq`, `ntpstat`) through a link, in which case the name it was called by decides.
+#![forbid(unsafe_code)]
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: meridian <command> [options]
+
+commands:
+  ntpd      the NTP daemon (classic ntpd flags; --observe never adjusts the clock)
+  ntpdate   query servers once and set the clock (classic ntpdate flags)
+
+Installed as links named ntpd or ntpdate, the binary behaves as that program.
+";
+
+fn run_tool(name: &str, args: Vec<OsString>) -> Option<ExitCode> {
+    match name {
+        "ntpd" => Some(meridian_daemon::main(args)),
+        "ntpdate" => Some(meridian_tools::ntpdate::main(args)),
+        _ => None,
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("meridian")
+        .to_owned();
+    if let Some(code) = run_tool(&invoked_as, args.clone()) {
+        return code;
+    }
+    let Some(sub) = args.get(1).and_then(|s| s.to_str()) else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    match sub {
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        "-V" | "--version" | "version" => {
+            println!("meridian {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        _ => {
+            // The subcommand's own name stands in for argv[0], so its usage reads naturally.
+            let rest: Vec<OsString> = args[1..].to_vec();
+            run_tool(sub, rest).unwrap_or_else(|| {
+                eprintln!("meridian: unknown command '{sub}'\n\n{USAGE}");
+                ExitCode::from(2)
+            })
+        }
+    }
+}
