@@ -95,7 +95,11 @@ fn relay_adds_configured_delay_and_jitter() {
         assert!(p.offset().abs() < 0.002, "offset {} s", p.offset());
     }
     let st = relay.stats();
-    assert_eq!((st.to_server, st.to_client, st.dropped), (4, 4, 0), "{st:?}");
+    assert_eq!(
+        (st.to_server, st.to_client, st.dropped),
+        (4, 4, 0),
+        "{st:?}"
+    );
     drop(relay);
 
     // Asymmetric: 30 ms out, 10 ms back → offset ≈ +10 ms, delay ≈ 40 ms.
@@ -305,7 +309,11 @@ fn ntpsec_package_is_unpacked() {
         let out = run_bounded(&mut cmd, Duration::from_secs(10));
         assert!(out.status.success(), "{tool}: {}", describe_output(&out));
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("ntpsec-"), "{tool}: {}", describe_output(&out));
+        assert!(
+            text.contains("ntpsec-"),
+            "{tool}: {}",
+            describe_output(&out)
+        );
     }
 }
 
@@ -330,6 +338,9 @@ fn ntpdig_parser_formats() {
         "2026-11-25 17:43:32.900071 (+0000) -1.500000 +/- 0.000147 localhost 127.0.0.1 s2 add-leap",
     )
     .unwrap();
-    assert_eq!((l.offset, l.stratum, l.host.as_str()), (-1.5, 2, "localhost"));
+    assert_eq!(
+        (l.offset, l.stratum, l.host.as_str()),
+        (-1.5, 2, "localhost")
+    );
     assert!(parse_ntpdig_line("ntpdig: no eligible servers").is_none());
 }

@@ -96,7 +96,9 @@ pub fn require_root_and_tools(tools: &[&str]) -> bool {
     }
     for tool in ["ip", "setpriv"].iter().chain(tools.iter()) {
         if find_tool(tool).is_none() {
-            reasons.push(format!("tool `{tool}` not found (run scripts/install-test-deps.sh)"));
+            reasons.push(format!(
+                "tool `{tool}` not found (run scripts/install-test-deps.sh)"
+            ));
         }
     }
     if reasons.is_empty() {
@@ -373,8 +375,19 @@ impl VethPair {
         b_cidr: Option<&str>,
     ) -> VethPair {
         ip(&[
-            "link", "add", "name", a_if, "netns", a.name(), "type", "veth", "peer", "name", b_if,
-            "netns", b.name(),
+            "link",
+            "add",
+            "name",
+            a_if,
+            "netns",
+            a.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b_if,
+            "netns",
+            b.name(),
         ]);
         for (ns, ifname, cidr) in [(a, a_if, a_cidr), (b, b_if, b_cidr)] {
             if let Some(c) = cidr {
@@ -644,7 +657,13 @@ pub fn chrony_server(netns: Option<&Netns>, opts: &ChronyServerOpts) -> ChronySe
         bind
     };
     let addr = SocketAddr::new(probe_ip, opts.port);
-    wait_for_stratum(&mut daemon, netns, addr, opts.stratum, Duration::from_secs(10));
+    wait_for_stratum(
+        &mut daemon,
+        netns,
+        addr,
+        opts.stratum,
+        Duration::from_secs(10),
+    );
     ChronyServer { daemon, addr, dir }
 }
 
@@ -757,8 +776,9 @@ pub fn chrony_query(
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let measurements =
-        parse_chrony_measurements(&fs::read_to_string(dir.path().join("measurements.log")).unwrap_or_default());
+    let measurements = parse_chrony_measurements(
+        &fs::read_to_string(dir.path().join("measurements.log")).unwrap_or_default(),
+    );
     if !out.status.success() {
         return Err(format!("chronyd -Q failed ({}):\n{output}", out.status));
     }
@@ -829,7 +849,10 @@ pub fn ntpdig(netns: Option<&Netns>, host: &str, samples: u32, timeout_s: u32) -
         &samples.to_string(),
         host,
     ]);
-    run_bounded(&mut cmd, Duration::from_secs(u64::from(timeout_s * samples) + 15))
+    run_bounded(
+        &mut cmd,
+        Duration::from_secs(u64::from(timeout_s * samples) + 15),
+    )
 }
 
 /// Run ntpsec's `ntpdate -q -t T HOST` (always `-q`: query only) without
@@ -846,7 +869,8 @@ pub fn ntpsec_ntpdate_query(netns: Option<&Netns>, host: &str, timeout_s: u32) -
 // ---------------------------------------------------------------------------
 
 /// Config serving the local clock: fudge stratum 2, so Meridian serves 3.
-pub const LOCAL_CLOCK_CONF: &str = "server 127.127.1.0\nfudge 127.127.1.0 stratum 2\nrestrict default\n";
+pub const LOCAL_CLOCK_CONF: &str =
+    "server 127.127.1.0\nfudge 127.127.1.0 stratum 2\nrestrict default\n";
 
 /// A running `meridian ntpd -n --observe`.
 pub struct MeridianServer {
@@ -1084,7 +1108,11 @@ pub fn probe_on(sock: &UdpSocket, server: SocketAddr, timeout: Duration) -> io::
                     }
                 }
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             // A previous ICMP port-unreachable surfaces as ECONNREFUSED on
             // Linux; keep waiting for the deadline.
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {

@@ -308,6 +308,7 @@ impl Discipline {
         };
         if event == DisciplineEvent::Updated {
             let inn = est.innovation(offset, r);
+            if std::env::var("DBG").is_ok() { eprintln!("t={now:.0} z={offset:.6} d={delay:.6} r={:.2e} res={:.2e} S={:.2e} p11={:.2e} rate={:.2e}", r.sqrt(), inn.residual, inn.variance.sqrt(), est.p[1][1].sqrt(), est.rate); }
             if inn.residual.abs() > self.cfg.outlier_gate * inn.variance.sqrt() {
                 self.outliers += 1;
                 if self.outliers < 3 {

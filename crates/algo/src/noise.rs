@@ -60,7 +60,9 @@ impl DelayNoise {
         self.mean_excess += alpha * (excess - self.mean_excess);
         // The minimum over n samples still sits above the true floor by a
         // fraction of the typical excess, shrinking as the window fills.
-        let floor_gap = self.mean_excess * (0.5 / n.sqrt()).max(0.04);
+        // With few samples the minimum may itself be a queued exchange: fall
+        // back towards the hard bound (error ≤ delay/2) until it is known.
+        let floor_gap = (self.mean_excess * (0.5 / n.sqrt()).max(0.04)).max(min / n);
         let bound = excess + floor_gap;
         self.floor * self.floor + bound * bound / 12.0 + dispersion * dispersion / 12.0
     }

@@ -396,7 +396,7 @@ impl fmt::Display for FudgeConfig {
             write!(f, " stratum {s}")?;
         }
         if let Some(r) = &self.refid {
-            write!(f, " refid {r}")?;
+            write!(f, " refid {}", crate::nts::quote(r))?;
         }
         if let Some(t) = self.time1 {
             write!(f, " time1 {t}")?;

@@ -134,7 +134,7 @@ impl fmt::Display for FileGenLine<'_> {
             f,
             "filegen {} file {} type {} {} {}",
             self.kind.name(),
-            self.gen.file.as_deref().unwrap_or(self.kind.name()),
+            crate::nts::quote(self.gen.file.as_deref().unwrap_or(self.kind.name())),
             self.gen.gen_type.name(),
             if self.gen.link { "link" } else { "nolink" },
             if self.enabled { "enable" } else { "disable" }

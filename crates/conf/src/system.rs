@@ -323,8 +323,9 @@ pub(crate) fn parse_switches(
 pub struct Discard {
     /// Minimum average packet spacing, log2 s (default 3 = 8 s).
     pub average: u8,
-    /// Minimum packet spacing (guard time), log2 s (default 1 = 2 s;
-    /// ntpd 4.2.8 uses `1 << ntp_minpkt`).
+    /// Minimum spacing between two packets (guard time) in seconds (default 2).
+    /// ntpd's code compares it with the interval in seconds directly, as its
+    /// documentation says, despite a "log2" comment on the variable.
     pub minimum: u8,
     /// MRU preemption age limit in seconds (default 3000).
     pub monitor: u32,
@@ -334,7 +335,7 @@ impl Default for Discard {
     fn default() -> Self {
         Self {
             average: 3,
-            minimum: 1,
+            minimum: 2,
             monitor: 3000,
         }
     }

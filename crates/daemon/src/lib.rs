@@ -137,9 +137,6 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
     if args.once {
         return Err("-q: setting the clock once needs network sources, which this build does not sync from yet".into());
     }
-    if !args.foreground {
-        tracing::info!("running in the foreground anyway: use a service manager (systemd) to background");
-    }
     let clock = open_clock(args.observe);
     let precision = clock.precision();
     let reference = LocalReference::from_config(&config);
@@ -157,17 +154,31 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, 64);
     let addresses = listen::bind_addresses(&config.interfaces, args.port);
-    let mut handles = Vec::new();
+    let mut sockets = Vec::new();
     for addr in &addresses {
         for _ in 0..workers {
-            let socket = match listen::open_socket(*addr) {
-                Ok(s) => s,
+            match listen::open_socket(*addr) {
+                Ok(s) => sockets.push(s),
                 Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() => {
                     tracing::warn!("not listening on {addr}: {e}");
                     break;
                 }
                 Err(e) => return Err(format!("cannot listen on {addr}: {e}")),
-            };
+            }
+        }
+        tracing::info!("listening on {addr} ({workers} worker(s))");
+    }
+    if sockets.is_empty() {
+        return Err("no address to listen on".into());
+    }
+    // Detach only now, so that bad configuration and busy ports are still reported on
+    // the terminal, and before any thread exists, as fork requires.
+    if !args.foreground {
+        meridian_os::process::daemonize().map_err(|e| format!("cannot detach: {e}"))?;
+    }
+    let handles: Vec<_> = sockets
+        .into_iter()
+        .map(|socket| {
             let worker = Worker {
                 socket,
                 state: shared.clone(),
@@ -175,13 +186,9 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
                 counters: counters.clone(),
                 stop: stop.clone(),
             };
-            handles.push(std::thread::spawn(move || worker.run()));
-        }
-        tracing::info!("listening on {addr} ({workers} worker(s))");
-    }
-    if handles.is_empty() {
-        return Err("no address to listen on".into());
-    }
+            std::thread::spawn(move || worker.run())
+        })
+        .collect();
 
     let pidfile = args.pidfile.clone().or_else(|| config.pidfile.clone());
     if let Some(path) = &pidfile {

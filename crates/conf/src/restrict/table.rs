@@ -3,7 +3,8 @@
 //! Each list is kept in ntpd's order — descending address, then descending
 //! mask — so the first entry that matches is the most specific one (for
 //! contiguous masks this is longest-prefix match) and the default entry
-//! (`0/0`) is always last. Lookup is a linear scan of a `Vec` without
+//! (`0/0`) is always last. As in ntpd, both lists always hold a default
+//! entry; with no `restrict default` line its flag set is empty (allow all). Lookup is a linear scan of a `Vec` without
 //! allocation; restrict lists are short.
 
 use std::cmp::Reverse;
@@ -95,7 +96,7 @@ struct HostRule {
 }
 
 /// The restrict lists of both families plus pending templates.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestrictTable {
     v4: Vec<Rule<u32>>,
     v6: Vec<Rule<u128>>,
@@ -147,8 +148,36 @@ fn host_mask(ip: IpAddr) -> IpAddr {
     }
 }
 
+impl Default for RestrictTable {
+    fn default() -> Self {
+        let allow_all = RestrictMatch::default();
+        Self {
+            v4: vec![Rule {
+                addr: 0,
+                mask: 0,
+                matched: allow_all,
+            }],
+            v6: vec![Rule {
+                addr: 0,
+                mask: 0,
+                matched: allow_all,
+            }],
+            source: None,
+            hosts: Vec::new(),
+        }
+    }
+}
+
+/// Reset the default (`0/0`, always last) entry of `list` to allow-all.
+fn reset_default<B: Bits>(list: &mut [Rule<B>]) {
+    if let Some(last) = list.last_mut() {
+        last.matched = RestrictMatch::default();
+    }
+}
+
 impl RestrictTable {
-    /// An empty table: everything is allowed.
+    /// A table with only the two empty default entries: everything is
+    /// allowed.
     pub fn new() -> Self {
         Self::default()
     }
@@ -215,15 +244,16 @@ impl RestrictTable {
     /// was removed.
     pub fn remove(&mut self, target: &RestrictTarget, mask: Option<IpAddr>) -> bool {
         match target {
+            // The default entries always exist (as in ntpd); removing one
+            // resets it to allow-all.
             RestrictTarget::Default(family) => {
-                let mut removed = false;
                 if family != &Some(AddrFamily::V6) {
-                    removed |= remove_rule(&mut self.v4, 0, 0);
+                    reset_default(&mut self.v4);
                 }
                 if family != &Some(AddrFamily::V4) {
-                    removed |= remove_rule(&mut self.v6, 0, 0);
+                    reset_default(&mut self.v6);
                 }
-                removed
+                true
             }
             RestrictTarget::Source => self.source.take().is_some(),
             RestrictTarget::Addr(ip) => match (*ip, mask.unwrap_or(host_mask(*ip))) {
@@ -298,7 +328,8 @@ impl RestrictTable {
         }
     }
 
-    /// Every address/mask entry, IPv4 first, each list most specific first.
+    /// Every address/mask entry, IPv4 first, each list most specific first
+    /// (so each list ends with its default entry).
     pub fn entries(&self) -> impl Iterator<Item = RestrictEntry> + '_ {
         let v4 = self.v4.iter().map(|r| RestrictEntry {
             addr: IpAddr::V4(r.addr.into()),

@@ -251,10 +251,12 @@ mod tests {
         assert!(verdicts[1..].iter().all(|v| v.over_limit));
         // One KoD for the burst, not one per packet.
         assert_eq!(verdicts.iter().filter(|v| v.kod_allowed).count(), 1);
-        // Still banned a little later: the bucket is past the limit.
-        assert!(t.observe(ip(1), 30.0, 0x23).over_limit);
-        // After draining (limit + head = 72 s of headway), the client is served again.
-        assert!(!t.observe(ip(1), 200.0, 0x23).over_limit);
+        // Still banned, without another KoD, while the bucket is past the limit
+        // (the KoD left it at limit + head = 72 s of headway).
+        let v = t.observe(ip(1), 5.0, 0x23);
+        assert!(v.over_limit && !v.kod_allowed);
+        // Once drained below the limit, the client is served again.
+        assert!(!t.observe(ip(1), 30.0, 0x23).over_limit);
     }
 
     #[test]

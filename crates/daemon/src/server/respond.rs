@@ -135,3 +135,184 @@ pub fn stamp_transmit(reply: &mut [u8], transmit: NtpTimestamp) {
         slot.copy_from_slice(&transmit.to_bits().to_be_bytes());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::ratelimit::RateLimits;
+    use meridian_clock::TimeCorrection;
+    use meridian_conf::{parse_str, MemorySource};
+    use meridian_proto::{LeapIndicator, NtpShort, ServerState};
+
+    fn state() -> ServingState {
+        ServingState {
+            server: ServerState {
+                leap: LeapIndicator::NoWarning,
+                stratum: 3,
+                precision: -20,
+                root_delay: NtpShort::from_seconds_f64(0.01),
+                root_dispersion: NtpShort::from_seconds_f64(0.02),
+                reference_id: ReferenceId::from_ascii(b"GPS"),
+                reference_ts: NtpTimestamp::from_unix(1_800_000_000, 0),
+                min_poll: 4,
+            },
+            correction: TimeCorrection::IDENTITY,
+        }
+    }
+
+    fn table(conf: &str) -> RestrictTable {
+        parse_str("t.conf", conf, &MemorySource::new()).unwrap().restrict
+    }
+
+    fn request(version: u8, mode: u8, transmit: u64) -> [u8; 48] {
+        let mut b = [0u8; 48];
+        b[0] = (version << 3) | mode;
+        b[2] = 6;
+        b[40..48].copy_from_slice(&transmit.to_be_bytes());
+        b
+    }
+
+    fn ask(restrict: &RestrictTable, clients: &mut ClientTable, data: &[u8], from: &str, now: f64) -> (Outcome, [u8; 64]) {
+        let mut out = [0u8; 64];
+        let rx = NtpTimestamp::from_unix(1_800_000_100, 0);
+        let o = respond(&state(), restrict, clients, data, from.parse().unwrap(), rx, now, &mut out);
+        (o, out)
+    }
+
+    fn clients() -> ClientTable {
+        ClientTable::new(64, RateLimits::default())
+    }
+
+    #[test]
+    fn client_request_gets_a_proper_server_reply() {
+        let t = table("restrict default\n");
+        let (o, out) = ask(&t, &mut clients(), &request(4, 3, 0x1234_5678_9abc_def0), "10.0.0.2:40000", 0.0);
+        assert_eq!(o, Outcome::Reply { len: 48 });
+        let h = NtpHeader::decode(&out).unwrap();
+        assert_eq!(h.mode, Mode::Server);
+        assert_eq!(h.version, 4);
+        assert_eq!(h.stratum, 3);
+        assert_eq!(h.leap, LeapIndicator::NoWarning);
+        assert_eq!(h.poll, 6, "max(client's 6, our minimum 4)");
+        assert_eq!(h.origin_ts.to_bits(), 0x1234_5678_9abc_def0);
+        assert_eq!(h.receive_ts, NtpTimestamp::from_unix(1_800_000_100, 0));
+        assert_eq!(h.reference_id, ReferenceId::from_ascii(b"GPS"));
+        let mut reply = out;
+        stamp_transmit(&mut reply[..48], NtpTimestamp::from_unix(1_800_000_101, 0));
+        assert_eq!(NtpHeader::decode(&reply).unwrap().transmit_ts, NtpTimestamp::from_unix(1_800_000_101, 0));
+    }
+
+    #[test]
+    fn versions_one_to_four_are_echoed_and_others_dropped() {
+        let t = table("");
+        for v in 1..=4 {
+            let (o, out) = ask(&t, &mut clients(), &request(v, 3, 1), "10.0.0.2:40000", 0.0);
+            assert_eq!(o, Outcome::Reply { len: 48 }, "version {v}");
+            assert_eq!(NtpHeader::decode(&out).unwrap().version, v);
+        }
+        for v in [0, 5, 7] {
+            let (o, _) = ask(&t, &mut clients(), &request(v, 3, 1), "10.0.0.2:40000", 0.0);
+            assert!(matches!(o, Outcome::Drop(_)), "version {v}");
+        }
+    }
+
+    #[test]
+    fn every_mode_but_client_is_dropped_here() {
+        let t = table("");
+        for mode in [0, 1, 2, 4, 5, 6, 7] {
+            let (o, _) = ask(&t, &mut clients(), &request(4, mode, 1), "10.0.0.2:40000", 0.0);
+            assert!(matches!(o, Outcome::Drop(_)), "mode {mode} must not be answered as a client");
+        }
+    }
+
+    #[test]
+    fn restrict_flags_decide_per_source() {
+        let t = table(
+            "restrict default\nrestrict 10.0.0.3 ignore\nrestrict 10.0.0.4 noserve\n\
+             restrict 10.0.0.5 version\nrestrict 10.0.0.0 mask 255.255.255.0 nomodify notrap noquery\n",
+        );
+        let cases = [
+            ("10.0.0.2:1234", 4, true),
+            ("10.0.0.3:1234", 4, false),
+            ("10.0.0.4:1234", 4, false),
+            ("10.0.0.5:1234", 4, true),
+            ("10.0.0.5:1234", 3, false),
+            ("10.0.0.9:1234", 3, true),
+            ("192.0.2.1:1234", 2, true),
+        ];
+        for (src, version, answered) in cases {
+            let (o, _) = ask(&t, &mut clients(), &request(version, 3, 1), src, 0.0);
+            assert_eq!(matches!(o, Outcome::Reply { .. }), answered, "{src} v{version}: {o:?}");
+        }
+    }
+
+    #[test]
+    fn limited_drops_and_limited_kod_kisses_once() {
+        let t = table("restrict default limited\nrestrict 10.0.0.5 limited kod\n");
+        let mut c = clients();
+        let outcomes: Vec<Outcome> = (0..6).map(|i| ask(&t, &mut c, &request(4, 3, 7), "10.0.0.4:1", i as f64 * 0.1).0).collect();
+        assert_eq!(outcomes[0], Outcome::Reply { len: 48 });
+        assert!(outcomes[1..].iter().all(|o| *o == Outcome::Drop(DropReason::RateLimited)), "{outcomes:?}");
+
+        let mut c = clients();
+        let mut kods = Vec::new();
+        for i in 0..6 {
+            let (o, out) = ask(&t, &mut c, &request(4, 3, 0xabcdef), "10.0.0.5:1", i as f64 * 0.1);
+            if let Outcome::Kod { .. } = o {
+                kods.push(NtpHeader::decode(&out).unwrap());
+            }
+        }
+        assert_eq!(kods.len(), 1, "KoDs are rate limited too");
+        let k = kods[0];
+        assert_eq!((k.leap, k.stratum), (LeapIndicator::Unsynchronized, 0));
+        assert_eq!(k.reference_id, ReferenceId::RATE);
+        let x = NtpTimestamp::from_bits(0xabcdef);
+        assert_eq!((k.origin_ts, k.receive_ts, k.transmit_ts), (x, x, x));
+    }
+
+    #[test]
+    fn bad_sources_are_dropped() {
+        let t = table("");
+        for src in ["10.0.0.2:0", "127.127.1.0:123", "224.0.0.1:123", "0.0.0.0:123", "[ff02::1]:123"] {
+            let (o, _) = ask(&t, &mut clients(), &request(4, 3, 1), src, 0.0);
+            assert_eq!(o, Outcome::Drop(DropReason::BadSource), "{src}");
+        }
+    }
+
+    #[test]
+    fn short_and_malformed_datagrams_are_dropped() {
+        let t = table("");
+        let full = request(4, 3, 1);
+        for len in [0, 1, 12, 47] {
+            let (o, _) = ask(&t, &mut clients(), &full[..len], "10.0.0.2:1", 0.0);
+            assert_eq!(o, Outcome::Drop(DropReason::Malformed), "length {len}");
+        }
+        let mut odd = [0u8; 55];
+        odd[..48].copy_from_slice(&full);
+        let (o, _) = ask(&t, &mut clients(), &odd, "10.0.0.2:1", 0.0);
+        assert_eq!(o, Outcome::Drop(DropReason::Malformed));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_datagram_is_answered_or_dropped_without_panic(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1500),
+            port in 0u16..,
+            last in 0u8..,
+        ) {
+            let t = table("restrict default limited kod\n");
+            let mut c = clients();
+            let src = format!("10.1.2.{last}:{port}");
+            let (o, out) = ask(&t, &mut c, &data, &src, 0.0);
+            match o {
+                Outcome::Reply { len } | Outcome::Kod { len } => {
+                    // Never larger than the request: no amplification.
+                    proptest::prop_assert!(len <= data.len());
+                    let h = NtpHeader::decode(&out[..len]).unwrap();
+                    proptest::prop_assert_eq!(h.mode, Mode::Server);
+                }
+                Outcome::Drop(_) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! The simulation driver: polls servers, runs the on-wire exchange, and
+//! feeds the samples through filter → select → discipline exactly as the
+//! daemon does, then applies the resulting commands to the simulated clock.
+//!
+//! Timestamps are those of a real exchange: T1 and T4 read the simulated
+//! client clock, T2 and T3 the server's version of UTC. Events happen in
+//! true-time order: one-second ticks (wander, leap, recording), polls and
+//! packet arrivals.
+
+use meridian_algo::{
+    leap, select, Candidate, ClockCommand, ClockControl, ClockFilter, Discipline, FilterResult, LeapState,
+    Sample, SelectConfig, SelectStatus,
+};
+
+use crate::clock::SimClock;
+use crate::metrics::Recorder;
+use crate::network::Network;
+use crate::rng::SimRng;
+use crate::server::{SimServer, Timescale};
+
+/// What the driver needs from a discipline; implemented by Meridian's and
+/// by the RFC 5905 baseline so both run in the same harness.
+pub trait DisciplineAlgorithm {
+    /// Feed a sample, get the clock command.
+    fn update(&mut self, now: f64, offset: f64, delay: f64, dispersion: f64) -> ClockCommand;
+    /// Poll exponent to use.
+    fn poll_log2(&self) -> i8;
+    /// The clock was stepped by someone else (leap second).
+    fn clock_stepped(&mut self, amount: f64);
+    /// The system peer changed.
+    fn source_changed(&mut self);
+}
+
+impl DisciplineAlgorithm for Discipline {
+    fn update(&mut self, now: f64, offset: f64, delay: f64, dispersion: f64) -> ClockCommand {
+        Discipline::update(self, now, offset, delay, dispersion)
+    }
+    fn poll_log2(&self) -> i8 {
+        self.poll_interval_log2()
+    }
+    fn clock_stepped(&mut self, amount: f64) {
+        Discipline::clock_stepped(self, amount)
+    }
+    fn source_changed(&mut self) {
+        Discipline::source_changed(self)
+    }
+}
+
+/// A server together with its path and the client's per-source state.
+#[derive(Clone, Debug)]
+pub struct SimSource {
+    /// The server.
+    pub server: SimServer,
+    /// The path to it.
+    pub network: Network,
+    filter: ClockFilter,
+    reach: u8,
+    next_poll: f64,
+    bursts_left: u32,
+}
+
+impl SimSource {
+    /// Source for `server` over `network`.
+    pub fn new(server: SimServer, network: Network) -> Self {
+        Self {
+            server,
+            network,
+            filter: ClockFilter::new(2f64.powi(-20)),
+            reach: 0,
+            next_poll: 0.0,
+            bursts_left: 0,
+        }
+    }
+}
+
+/// Harness options.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Simulated duration (s).
+    pub duration: f64,
+    /// Send 8 packets 2 s apart at start (ntpd `iburst`).
+    pub iburst: bool,
+    /// Selection tunables.
+    pub select: SelectConfig,
+    /// Seed for all randomness.
+    pub seed: u64,
+    /// Client timestamp precision (s).
+    pub precision: f64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            duration: 86_400.0,
+            iburst: true,
+            select: SelectConfig::default(),
+            seed: 1,
+            precision: 2f64.powi(-24),
+        }
+    }
+}
+
+/// What happened during a run besides the error trace.
+#[derive(Clone, Debug, Default)]
+pub struct RunLog {
+    /// `(true time, id)` every time the system peer changed.
+    pub peer_changes: Vec<(f64, Option<usize>)>,
+    /// Ids that were ever survivors.
+    pub ever_survivor: Vec<usize>,
+    /// Ids that were ever system peer.
+    pub ever_peer: Vec<usize>,
+    /// `(true time, amount)` of discipline-commanded steps.
+    pub steps: Vec<(f64, f64)>,
+    /// `(true time, amount)` of leap seconds applied to the clock.
+    pub leaps: Vec<(f64, f64)>,
+    /// Poll exponents used, one per discipline update.
+    pub polls: Vec<i8>,
+    /// Discipline updates.
+    pub updates: u64,
+}
+
+struct Arrival {
+    at: f64,
+    source: usize,
+    t1: f64,
+    t2: f64,
+    t3: f64,
+}
+
+/// A complete simulated client.
+pub struct Simulation<D: DisciplineAlgorithm> {
+    /// The client clock.
+    pub clock: SimClock,
+    /// The discipline under test.
+    pub discipline: D,
+    /// Sources.
+    pub sources: Vec<SimSource>,
+    /// UTC definition.
+    pub timescale: Timescale,
+    /// Options.
+    pub config: SimConfig,
+    /// Per-second record.
+    pub recorder: Recorder,
+    /// Event log.
+    pub log: RunLog,
+    rng: SimRng,
+    leap: LeapState,
+    peer: Option<usize>,
+    arrivals: Vec<Arrival>,
+    now: f64,
+}
+
+impl<D: DisciplineAlgorithm> Simulation<D> {
+    /// Assemble a simulation; `initial` is applied to the clock first
+    /// (e.g. the drift-file frequency).
+    pub fn new(
+        clock: SimClock,
+        discipline: D,
+        sources: Vec<SimSource>,
+        timescale: Timescale,
+        config: SimConfig,
+        initial: ClockCommand,
+    ) -> Self {
+        let mut clock = clock;
+        initial.apply(&mut clock);
+        let rng = SimRng::new(config.seed);
+        let mut sim = Self {
+            clock,
+            discipline,
+            sources,
+            timescale,
+            config,
+            recorder: Recorder::default(),
+            log: RunLog::default(),
+            rng,
+            leap: LeapState::new(),
+            peer: None,
+            arrivals: Vec::new(),
+            now: 0.0,
+        };
+        let burst = if sim.config.iburst { 7 } else { 0 };
+        for (i, s) in sim.sources.iter_mut().enumerate() {
+            // Stagger sources a little, as a real daemon would.
+            s.next_poll = i as f64 * 0.1;
+            s.bursts_left = burst;
+        }
+        sim
+    }
+
+    /// Run to `config.duration`.
+    pub fn run(&mut self) {
+        let mut next_tick = 0.0;
+        loop {
+            let poll = self
+                .sources
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.next_poll, i))
+                .min_by(|a, b| a.0.total_cmp(&b.0));
+            let arrival = self
+                .arrivals
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (a.at, i))
+                .min_by(|a, b| a.0.total_cmp(&b.0));
+            let mut t = next_tick;
+            let mut what = 0u8;
+            if let Some((p, _)) = poll {
+                if p < t {
+                    t = p;
+                    what = 1;
+                }
+            }
+            if let Some((a, _)) = arrival {
+                if a < t {
+                    t = a;
+                    what = 2;
+                }
+            }
+            if t > self.config.duration {
+                break;
+            }
+            self.clock.advance(t - self.now);
+            self.now = t;
+            match what {
+                0 => {
+                    self.tick();
+                    next_tick += 1.0;
+                }
+                1 => self.poll(poll.map(|p| p.1).unwrap_or(0)),
+                _ => {
+                    let a = self.arrivals.swap_remove(arrival.map(|a| a.1).unwrap_or(0));
+                    self.arrive(a);
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        let reading = self.clock.read(self.now);
+        if let Some(kind) = self.leap.due(reading) {
+            // The kernel inserts the leap second; the discipline is told.
+            self.clock.step(kind.step());
+            self.clock.steps.pop(); // not a discipline step
+            self.discipline.clock_stepped(kind.step());
+            self.log.leaps.push((self.now, kind.step()));
+        }
+        let err = self.clock.read(self.now) - self.timescale.utc(self.now);
+        self.recorder.record(self.now, err, self.clock.frequency_error_ppm());
+        self.clock.wander(1.0, &mut self.rng);
+    }
+
+    fn poll_interval(&self) -> f64 {
+        2f64.powi(self.discipline.poll_log2().into())
+    }
+
+    fn poll(&mut self, i: usize) {
+        let t = self.now;
+        let interval = self.poll_interval();
+        let src = &mut self.sources[i];
+        if src.bursts_left > 0 {
+            src.bursts_left -= 1;
+            src.next_poll = t + 2.0;
+        } else {
+            src.next_poll = t + interval;
+        }
+        src.reach <<= 1;
+        let t1 = self.clock.read(t);
+        match src.network.exchange(t, &mut self.rng) {
+            Some((out, back)) => {
+                let t2 = src.server.timestamp(&self.timescale, t + out, &mut self.rng);
+                let t3 = src.server.timestamp(&self.timescale, t + out + src.server.processing, &mut self.rng);
+                self.arrivals.push(Arrival {
+                    at: t + out + src.server.processing + back,
+                    source: i,
+                    t1,
+                    t2,
+                    t3,
+                });
+            }
+            None => src.filter.push_missing(t1),
+        }
+    }
+
+    fn arrive(&mut self, a: Arrival) {
+        let prec = self.config.precision;
+        let t4 = self.clock.read(self.now) + prec * self.rng.uniform();
+        let t1 = a.t1;
+        let offset = ((a.t2 - t1) + (a.t3 - t4)) / 2.0;
+        let delay = (t4 - t1) - (a.t3 - a.t2);
+        let src = &mut self.sources[a.source];
+        let dispersion = src.server.precision + prec + meridian_algo::filter::PHI * delay;
+        src.reach |= 1;
+        let interval = self.poll_interval();
+        let src = &mut self.sources[a.source];
+        let result = src.filter.push(
+            Sample {
+                offset,
+                delay,
+                dispersion,
+                time: t4,
+            },
+            interval,
+        );
+        let sel = self.select(t4);
+        // Only the system peer's own samples reach the discipline; a
+        // popcorn spike never does.
+        if sel != Some(a.source) || result == FilterResult::Spike {
+            return;
+        }
+        let cmd = self.discipline.update(t4, offset, delay, dispersion);
+        self.log.updates += 1;
+        self.log.polls.push(self.discipline.poll_log2());
+        cmd.apply(&mut self.clock);
+        if let Some(s) = cmd.step {
+            self.log.steps.push((self.now, s));
+            // Stored offsets are meaningless after a step (ntpd clear_all).
+            for s in &mut self.sources {
+                s.filter.reset();
+            }
+        }
+    }
+
+    fn select(&mut self, now: f64) -> Option<usize> {
+        let t = self.now;
+        let cands: Vec<Candidate> = self
+            .sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let o = s.filter.output()?;
+                Some(Candidate {
+                    id: i,
+                    offset: o.offset,
+                    delay: o.delay + s.server.root_delay,
+                    dispersion: s.filter.dispersion_at(now) + s.server.root_dispersion,
+                    jitter: o.jitter,
+                    stratum: s.server.stratum,
+                    leap: self.timescale.leap_indicator(t),
+                    prefer: false,
+                    noselect: false,
+                    reachable: s.reach != 0,
+                    pps: false,
+                })
+            })
+            .collect();
+        let sel = select(&cands, &self.config.select, self.peer);
+        if sel.system_peer != self.peer {
+            self.peer = sel.system_peer;
+            self.log.peer_changes.push((t, self.peer));
+            self.discipline.source_changed();
+        }
+        for &(id, st) in &sel.status {
+            if matches!(st, SelectStatus::Candidate | SelectStatus::SysPeer | SelectStatus::Backup)
+                && !self.log.ever_survivor.contains(&id)
+            {
+                self.log.ever_survivor.push(id);
+            }
+        }
+        if let Some(p) = self.peer {
+            if !self.log.ever_peer.contains(&p) {
+                self.log.ever_peer.push(p);
+            }
+            let votes = sel.survivors.iter().map(|_| self.timescale.leap_indicator(t));
+            self.leap.update(self.clock.read(t), leap::vote(votes));
+        }
+        self.peer
+    }
+}
