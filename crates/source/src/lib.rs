@@ -1,0 +1,272 @@
+//! One NTP association (`server`, `pool` member or `peer`) as a sans-IO state machine.
+//!
+//! A [`Source`] decides when to send the next request (poll interval between `minpoll`
+//! and `maxpoll`, `iburst` and `burst` trains, backoff while unreachable), keeps the
+//! 8-bit reach register, validates replies through `meridian_proto::Exchange`, feeds
+//! accepted samples into its clock filter, and honours kiss codes: RATE raises the poll
+//! interval, DENY and RSTR demobilise. It never touches a socket or reads a clock: the
+//! caller passes the time in, sends what it is told to, and hands back what arrives.
+//!
+//! Two time scales are used, as in the daemon: `mono` seconds (monotonic, for
+//! scheduling) and NTP timestamps of the disciplined clock (for the exchange itself).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod poll;
+
+use meridian_algo::{Candidate, ClockFilter, FilterOutput, FilterResult, Sample as FilterSample};
+use meridian_proto::{
+    new_client_request, Exchange, KissCode, LeapIndicator, NtpHeader, NtpTimestamp, ReferenceId, ReplyError, Sample,
+};
+
+pub use poll::{BURST_INTERVAL, BURST_LENGTH};
+
+/// Unanswered polls in a row after which the poll interval backs off (ntpd's NTP_UNREACH).
+pub const UNREACH_BACKOFF: u32 = 10;
+
+/// How a source was configured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SourceOptions {
+    /// log2 of the shortest poll interval, seconds.
+    pub minpoll: i8,
+    /// log2 of the longest poll interval, seconds.
+    pub maxpoll: i8,
+    /// Send a train of requests while unreachable (fast start).
+    pub iburst: bool,
+    /// Send a train of requests at every poll.
+    pub burst: bool,
+    /// Prefer this source in selection.
+    pub prefer: bool,
+    /// Measure, but never select.
+    pub noselect: bool,
+    /// NTP version of our requests.
+    pub version: u8,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions { minpoll: 6, maxpoll: 10, iburst: false, burst: false, prefer: false, noselect: false, version: 4 }
+    }
+}
+
+/// What the source wants the caller to do, or what just happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceEvent {
+    /// Nothing to report.
+    None,
+    /// A reply was accepted and the clock filter has a new output.
+    Updated(FilterOutput),
+    /// A reply was accepted but the filter held it back (popcorn spike or stale).
+    Held,
+    /// A reply was rejected (the reason is for logs; bogus ones are ignored silently).
+    Rejected(ReplyError),
+    /// The server sent RATE: the poll interval was raised.
+    RateLimited,
+    /// The server refuses us (DENY or RSTR): remove this association.
+    Demobilize(KissCode),
+}
+
+/// The server's view of the world, from its latest accepted reply.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PeerInfo {
+    /// Its leap indicator.
+    pub leap: LeapIndicator,
+    /// Its stratum.
+    pub stratum: u8,
+    /// Its precision.
+    pub precision: i8,
+    /// Its root delay, seconds.
+    pub root_delay: f64,
+    /// Its root dispersion, seconds.
+    pub root_dispersion: f64,
+    /// Its reference id.
+    pub reference_id: ReferenceId,
+    /// Its reference time.
+    pub reference_ts: NtpTimestamp,
+    /// The poll it announced.
+    pub poll: i8,
+    /// When (mono) its last reply arrived.
+    pub received_at: f64,
+}
+
+/// One association.
+#[derive(Debug, Clone)]
+pub struct Source {
+    options: SourceOptions,
+    poll: poll::PollState,
+    exchange: Option<Exchange>,
+    filter: ClockFilter,
+    reach: u8,
+    unreach: u32,
+    info: Option<PeerInfo>,
+    last_sample: Option<Sample>,
+    local_precision: i8,
+}
+
+impl Source {
+    /// A new association, whose first request is due at `first_poll_at` (mono).
+    pub fn new(options: SourceOptions, local_precision: i8, first_poll_at: f64) -> Self {
+        Source {
+            options,
+            poll: poll::PollState::new(options.minpoll, options.maxpoll, first_poll_at),
+            exchange: None,
+            filter: ClockFilter::new(2f64.powi(local_precision.into())),
+            reach: 0,
+            unreach: 0,
+            info: None,
+            last_sample: None,
+            local_precision,
+        }
+    }
+
+    /// The configuration.
+    pub fn options(&self) -> &SourceOptions {
+        &self.options
+    }
+
+    /// When (mono) the next request is due.
+    pub fn next_poll(&self) -> f64 {
+        self.poll.next_at()
+    }
+
+    /// log2 of the current poll interval (`hpoll`).
+    pub fn poll_log2(&self) -> i8 {
+        self.poll.hpoll()
+    }
+
+    /// The reach register: one bit per recent poll, 1 = answered.
+    pub fn reach(&self) -> u8 {
+        self.reach
+    }
+
+    /// Polls since the last valid reply.
+    pub fn unreach(&self) -> u32 {
+        self.unreach
+    }
+
+    /// What the server said about itself last.
+    pub fn info(&self) -> Option<&PeerInfo> {
+        self.info.as_ref()
+    }
+
+    /// The last accepted sample.
+    pub fn last_sample(&self) -> Option<&Sample> {
+        self.last_sample.as_ref()
+    }
+
+    /// The clock filter's current output.
+    pub fn filter_output(&self) -> Option<FilterOutput> {
+        self.filter.output()
+    }
+
+    /// The clock filter (for ntpq's filtdelay/filtoffset/filtdisp).
+    pub fn filter(&self) -> &ClockFilter {
+        &self.filter
+    }
+
+    /// Follow the system poll interval chosen by the discipline, within minpoll..maxpoll.
+    pub fn set_system_poll(&mut self, poll_log2: i8, now: f64) {
+        self.poll.follow_system(poll_log2, now);
+    }
+
+    /// Called when the request is due: returns the 48 bytes to send now. `t1` is the
+    /// clock's time read just before sending; `random` fills the transmit timestamp (it
+    /// is not the clock, so an off-path attacker cannot guess it).
+    pub fn transmit(&mut self, now: f64, t1: NtpTimestamp, random: u64) -> [u8; 48] {
+        let starts_poll = self.poll.on_transmit(now, self.reach == 0, self.options.iburst, self.options.burst);
+        if starts_poll {
+            // The reach register moves once per poll, not per burst packet.
+            self.reach <<= 1;
+            if self.reach == 0 {
+                self.unreach = self.unreach.saturating_add(1);
+                if self.unreach > UNREACH_BACKOFF {
+                    self.poll.back_off(now);
+                }
+            }
+            // Three polls without an answer: age the filter so a dead source loses its
+            // claim on selection (as ntpd feeds its filter a dummy sample).
+            if self.reach & 0x07 == 0 && self.filter.output().is_some() {
+                self.filter.push_missing(now);
+            }
+        }
+        let request = new_client_request(self.options.version, self.poll.hpoll(), random);
+        let mut bytes = [0u8; 48];
+        request.header.encode(&mut bytes);
+        self.exchange = Some(Exchange::new(request, t1));
+        bytes
+    }
+
+    /// A datagram from this source's address arrived at `t4` (clock time), `now` (mono).
+    pub fn receive(&mut self, reply: &NtpHeader, t4: NtpTimestamp, now: f64) -> SourceEvent {
+        let Some(exchange) = self.exchange.as_mut() else {
+            return SourceEvent::Rejected(ReplyError::BogusOrigin);
+        };
+        match exchange.on_reply(reply, t4, self.local_precision) {
+            Ok(sample) => self.accept(sample, reply, now),
+            Err(ReplyError::Kiss(code)) => self.kissed(code, reply, now),
+            Err(e) => SourceEvent::Rejected(e),
+        }
+    }
+
+    fn accept(&mut self, sample: Sample, reply: &NtpHeader, now: f64) -> SourceEvent {
+        self.reach |= 1;
+        self.unreach = 0;
+        self.info = Some(PeerInfo {
+            leap: reply.leap,
+            stratum: reply.stratum,
+            precision: reply.precision,
+            root_delay: reply.root_delay.to_seconds_f64(),
+            root_dispersion: reply.root_dispersion.to_seconds_f64(),
+            reference_id: reply.reference_id,
+            reference_ts: reply.reference_ts,
+            poll: reply.poll,
+            received_at: now,
+        });
+        self.last_sample = Some(sample);
+        let filter_sample = FilterSample {
+            offset: sample.offset,
+            delay: sample.delay,
+            dispersion: sample.dispersion,
+            time: now,
+        };
+        match self.filter.push(filter_sample, 2f64.powi(self.poll.hpoll().into())) {
+            FilterResult::Updated(out) => SourceEvent::Updated(out),
+            FilterResult::Spike | FilterResult::Stale => SourceEvent::Held,
+        }
+    }
+
+    fn kissed(&mut self, code: KissCode, reply: &NtpHeader, now: f64) -> SourceEvent {
+        match code {
+            KissCode::Rate => {
+                self.poll.rate_limited(reply.poll, now);
+                SourceEvent::RateLimited
+            }
+            KissCode::Deny | KissCode::Rstr => SourceEvent::Demobilize(code),
+            // Other codes (INIT, STEP, …) mean "not now"; keep polling normally.
+            KissCode::Other(_) => SourceEvent::Rejected(ReplyError::Kiss(code)),
+        }
+    }
+
+    /// This source as a selection candidate at `now` (mono), or `None` before its first
+    /// filtered sample. `id` is echoed back by selection.
+    pub fn candidate(&self, id: usize, now: f64) -> Option<Candidate> {
+        let out = self.filter.output()?;
+        let info = self.info?;
+        Some(Candidate {
+            id,
+            offset: out.offset,
+            delay: info.root_delay + out.delay,
+            dispersion: info.root_dispersion + self.filter.dispersion_at(now),
+            jitter: out.jitter,
+            stratum: info.stratum,
+            leap: info.leap.to_bits(),
+            prefer: self.options.prefer,
+            noselect: self.options.noselect,
+            reachable: self.reach != 0,
+            pps: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+use super::*;
+use meridian_proto::{LeapIndicator, Mode, NtpShort};
+
+const T0: i64 = 1_800_000_000;
+
+fn ts(secs: f64) -> NtpTimestamp {
+    NtpTimestamp::from_unix(T0, 0).add_seconds(secs)
+}
+
+/// A server reply to `request` bytes, with the server's clock `offset` ahead of ours and
+/// a symmetric one-way delay.
+fn reply_to(request: &[u8; 48], sent_at: f64, offset: f64, one_way: f64) -> (NtpHeader, NtpTimestamp) {
+    let req = NtpHeader::decode(request).unwrap();
+    let header = NtpHeader {
+        leap: LeapIndicator::NoWarning,
+        version: 4,
+        mode: Mode::Server,
+        stratum: 2,
+        poll: req.poll,
+        precision: -20,
+        root_delay: NtpShort::from_seconds_f64(0.001),
+        root_dispersion: NtpShort::from_seconds_f64(0.002),
+        reference_id: ReferenceId::from_ascii(b"GPS"),
+        reference_ts: ts(sent_at - 10.0),
+        origin_ts: req.transmit_ts,
+        receive_ts: ts(sent_at + one_way + offset),
+        transmit_ts: ts(sent_at + one_way + offset + 0.0001),
+    };
+    (header, ts(sent_at + 2.0 * one_way + 0.0001))
+}
+
+fn kod(request: &[u8; 48], code: &[u8; 4], poll: i8) -> NtpHeader {
+    let req = NtpHeader::decode(request).unwrap();
+    NtpHeader {
+        leap: LeapIndicator::Unsynchronized,
+        version: 4,
+        mode: Mode::Server,
+        stratum: 0,
+        poll,
+        precision: 0,
+        root_delay: NtpShort::ZERO,
+        root_dispersion: NtpShort::ZERO,
+        reference_id: ReferenceId(*code),
+        reference_ts: NtpTimestamp::ZERO,
+        origin_ts: req.transmit_ts,
+        receive_ts: req.transmit_ts,
+        transmit_ts: req.transmit_ts,
+    }
+}
+
+#[test]
+fn iburst_sends_a_fast_train_then_settles_to_minpoll() {
+    let opts = SourceOptions { iburst: true, ..Default::default() };
+    let mut s = Source::new(opts, -20, 0.0);
+    let mut now = s.next_poll();
+    let mut times = vec![];
+    for i in 0..10 {
+        times.push(now);
+        let req = s.transmit(now, ts(now), 1000 + i);
+        let (reply, t4) = reply_to(&req, now, 0.25, 0.01);
+        s.receive(&reply, t4, now + 0.02);
+        now = s.next_poll();
+    }
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps[..7].iter().all(|g| (*g - BURST_INTERVAL).abs() < 1e-9), "{gaps:?}");
+    assert_eq!(gaps[7], 64.0);
+    assert_eq!(s.reach(), 0b111, "reach moves once per poll, not per burst packet");
+    let out = s.filter_output().expect("filter has output");
+    assert!((out.offset - 0.25).abs() < 1e-3, "{out:?}");
+}
+
+#[test]
+fn reach_register_records_answered_and_missed_polls() {
+    let mut s = Source::new(SourceOptions::default(), -20, 0.0);
+    let pattern = [true, true, false, true, false, false, true, true, true];
+    for (i, answered) in pattern.iter().enumerate() {
+        let now = s.next_poll();
+        let req = s.transmit(now, ts(now), 7 + i as u64);
+        if *answered {
+            let (reply, t4) = reply_to(&req, now, 0.0, 0.005);
+            s.receive(&reply, t4, now + 0.01);
+        }
+    }
+    // Last eight polls, oldest in the high bit: 1,0,1,0,0,1,1,1
+    assert_eq!(s.reach(), 0b1010_0111);
+}
+
+#[test]
+fn replies_not_answering_our_request_are_rejected() {
+    let mut s = Source::new(SourceOptions::default(), -20, 0.0);
+    let req = s.transmit(0.0, ts(0.0), 42);
+    let (mut reply, t4) = reply_to(&req, 0.0, 0.0, 0.005);
+    reply.origin_ts = ts(1.0);
+    assert_eq!(s.receive(&reply, t4, 0.01), SourceEvent::Rejected(ReplyError::BogusOrigin));
+    assert_eq!(s.reach(), 0);
+    let (good, t4) = reply_to(&req, 0.0, 0.0, 0.005);
+    assert!(matches!(s.receive(&good, t4, 0.01), SourceEvent::Updated(_) | SourceEvent::Held));
+    assert_eq!(s.receive(&good, t4, 0.02), SourceEvent::Rejected(ReplyError::Duplicate));
+}
+
+#[test]
+fn rate_kod_raises_poll_and_never_hammers() {
+    let opts = SourceOptions { iburst: true, minpoll: 4, ..Default::default() };
+    let mut s = Source::new(opts, -20, 0.0);
+    let req = s.transmit(0.0, ts(0.0), 5);
+    assert_eq!(s.receive(&kod(&req, b"RATE", 8), ts(0.01), 0.01), SourceEvent::RateLimited);
+    assert!(s.poll_log2() >= 8, "poll {} follows the server's request", s.poll_log2());
+    assert!(s.next_poll() >= 256.0, "next poll at {}", s.next_poll());
+    // The discipline can't pull it back under the server's rate.
+    s.set_system_poll(4, 1.0);
+    assert!(s.poll_log2() >= 8);
+}
+
+#[test]
+fn spoofed_kod_with_wrong_origin_is_ignored() {
+    let mut s = Source::new(SourceOptions::default(), -20, 0.0);
+    let req = s.transmit(0.0, ts(0.0), 5);
+    let mut k = kod(&req, b"DENY", 6);
+    k.origin_ts = ts(3.0);
+    assert_eq!(s.receive(&k, ts(0.01), 0.01), SourceEvent::Rejected(ReplyError::BogusOrigin));
+}
+
+#[test]
+fn deny_and_rstr_demobilise() {
+    for code in [b"DENY", b"RSTR"] {
+        let mut s = Source::new(SourceOptions::default(), -20, 0.0);
+        let req = s.transmit(0.0, ts(0.0), 5);
+        assert!(matches!(s.receive(&kod(&req, code, 6), ts(0.01), 0.01), SourceEvent::Demobilize(_)));
+    }
+}
+
+#[test]
+fn unreachable_source_backs_off_to_maxpoll() {
+    let opts = SourceOptions { minpoll: 6, maxpoll: 10, ..Default::default() };
+    let mut s = Source::new(opts, -20, 0.0);
+    for i in 0..40 {
+        let now = s.next_poll();
+        s.transmit(now, ts(now), i);
+    }
+    assert_eq!(s.poll_log2(), 10);
+    assert!(s.unreach() >= 40);
+}
+
+#[test]
+fn candidate_carries_root_distance_parts() {
+    let mut s = Source::new(SourceOptions { prefer: true, ..Default::default() }, -20, 0.0);
+    assert!(s.candidate(0, 0.0).is_none());
+    let req = s.transmit(0.0, ts(0.0), 9);
+    let (reply, t4) = reply_to(&req, 0.0, 0.1, 0.005);
+    s.receive(&reply, t4, 0.01);
+    let c = s.candidate(3, 1.0).expect("candidate after a sample");
+    assert_eq!((c.id, c.stratum, c.prefer, c.reachable), (3, 2, true, true));
+    assert!((c.offset - 0.1).abs() < 1e-3);
+    assert!(c.delay >= 0.001, "root delay included: {}", c.delay);
+    assert!(c.dispersion >= 0.002, "root dispersion included: {}", c.dispersion);
+}
