@@ -13,6 +13,7 @@ pub mod logging;
 pub mod reference;
 pub mod server;
 pub mod state;
+pub mod sync;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -26,12 +27,14 @@ use clap::Parser;
 use meridian_clock::Clock;
 use meridian_conf::{Config, FsSource, MemorySource, MruSize};
 use meridian_os::{KernelClock, ObserveClock};
+use meridian_proto::{LeapIndicator, NtpShort, ServerState};
 
 use cli::Args;
 use reference::LocalReference;
 use server::ratelimit::RateLimits;
 use server::{ServePolicy, ServerCounters, Worker};
 use state::{ServingState, SharedState};
+use sync::{LoopEvent, SyncFlags, SyncLoop};
 
 /// The configuration `--example-config` runs: the local clock at stratum 10, answering
 /// only on loopback, queries refused.
@@ -134,17 +137,14 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
                     silently"
             .into());
     }
+    let flags = SyncFlags { allow_big_first_step: args.allow_big_first_step, slew_only: args.slew_only };
+    let mut sync = SyncLoop::new(&config, flags, open_clock(args.observe));
     if args.once {
-        return Err("-q: setting the clock once needs network sources, which this build does not sync from yet".into());
+        return set_clock_once(&mut sync);
     }
-    let clock = open_clock(args.observe);
-    let precision = clock.precision();
+    let precision = sync.clock().precision();
     let reference = LocalReference::from_config(&config);
-    let now = clock.now().map_err(|e| e.to_string())?;
-    let shared = SharedState::new(ServingState {
-        server: reference.server_state(now, precision, meridian_proto::DEFAULT_MIN_POLL),
-        correction: clock.kernel_correction(),
-    });
+    let shared = SharedState::new(serving_state(&sync, &reference, precision)?);
     let policy = Arc::new(ArcSwap::from_pointee(serve_policy(&config)));
     let counters = Arc::new(ServerCounters::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -203,15 +203,20 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()).map_err(|e| e.to_string())?;
     tracing::info!(
-        "Meridian {} serving {} (clock: {})",
+        "Meridian {} serving {}{} (clock: {})",
         env!("CARGO_PKG_VERSION"),
+        if sync.has_sources() { "time from its sources; until they answer, " } else { "" },
         describe(&reference),
         if args.observe { "observe-only" } else { "kernel" }
     );
 
     let mut reference = reference;
+    let mut result = Ok(());
     while !terminate.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(200));
+        if sync.turn(Duration::from_millis(200)) == LoopEvent::Panic {
+            result = Err(panic_message(&config));
+            break;
+        }
         if reload.swap(false, Ordering::Relaxed) {
             match load_config(args) {
                 Ok((_, new_config)) => {
@@ -220,18 +225,17 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
                     }
                     policy.store(Arc::new(serve_policy(&new_config)));
                     reference = LocalReference::from_config(&new_config);
+                    sync.reconfigure(&new_config);
                     tracing::info!("reloaded {}", config_path.display());
                 }
                 Err(report) => tracing::error!("reload failed, keeping the running configuration:\n{report}"),
             }
         }
-        if let Ok(now) = clock.now() {
-            shared.publish(ServingState {
-                server: reference.server_state(now, precision, meridian_proto::DEFAULT_MIN_POLL),
-                correction: clock.kernel_correction(),
-            });
+        if let Ok(state) = serving_state(&sync, &reference, precision) {
+            shared.publish(state);
         }
     }
+    sync.save_drift();
     tracing::info!(
         "exiting on signal: {} received, {} replies, {} KoDs, {} dropped",
         counters.received.load(Ordering::Relaxed),
@@ -246,7 +250,60 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
     if let Some(path) = &pidfile {
         let _ = std::fs::remove_file(path);
     }
-    Ok(())
+    result
+}
+
+fn panic_message(config: &Config) -> String {
+    format!(
+        "clock offset exceeds the panic threshold of {} s: set the clock manually (or start with -g)",
+        config.tinker.panic
+    )
+}
+
+/// `ntpd -q`: poll the sources until the discipline sets the clock once, then exit.
+fn set_clock_once(sync: &mut SyncLoop) -> Result<(), String> {
+    if !sync.has_sources() {
+        return Err("-q: no server to set the clock from".into());
+    }
+    // Classic ntpd -q gives up after a while rather than hang in a boot script.
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while std::time::Instant::now() < deadline {
+        match sync.turn(Duration::from_millis(500)) {
+            LoopEvent::ClockUpdated => {
+                let sys = sync.system();
+                tracing::info!("ntpd: time set {:+.6}s", sys.offset);
+                println!("ntpd: time set {:+.6}s", sys.offset);
+                sync.save_drift();
+                return Ok(());
+            }
+            LoopEvent::Panic => return Err("-q: offset beyond the panic threshold; use -g".into()),
+            LoopEvent::Idle => {}
+        }
+    }
+    Err("-q: no reply from any server; clock not set".into())
+}
+
+/// What to serve now: the network system peer's view when synchronised, otherwise the
+/// local clock driver or orphan mode, otherwise "unsynchronised".
+fn serving_state(sync: &SyncLoop, reference: &LocalReference, precision: i8) -> Result<ServingState, String> {
+    let clock = sync.clock();
+    let now = clock.now().map_err(|e| e.to_string())?;
+    let sys = sync.system();
+    let server = if sys.system_peer.is_some() && sys.leap != LeapIndicator::Unsynchronized {
+        ServerState {
+            leap: sys.leap,
+            stratum: sys.stratum,
+            precision,
+            root_delay: NtpShort::from_seconds_f64(sys.root_delay),
+            root_dispersion: NtpShort::from_seconds_f64(sys.root_dispersion),
+            reference_id: sys.reference_id,
+            reference_ts: sys.reference_ts,
+            min_poll: meridian_proto::DEFAULT_MIN_POLL,
+        }
+    } else {
+        reference.server_state(now, precision, meridian_proto::DEFAULT_MIN_POLL)
+    };
+    Ok(ServingState { server, correction: clock.kernel_correction() })
 }
 
 fn describe(reference: &LocalReference) -> String {
@@ -255,6 +312,6 @@ fn describe(reference: &LocalReference) -> String {
             format!("the local clock {address} at stratum {}", stratum.saturating_add(1))
         }
         LocalReference::Orphan { stratum } => format!("orphan mode at stratum {stratum}"),
-        LocalReference::None => "as unsynchronised (no source configured yet)".into(),
+        LocalReference::None => "as unsynchronised".into(),
     }
 }

@@ -1,4 +1,4 @@
-//! One NTP association (`server`, `pool` member or `peer`) as a sans-IO state machine.
+//! One association (`server`, `pool` member or `peer`) as a state machine.
 //!
 //! A [`Source`] decides when to send the next request (poll interval between `minpoll`
 //! and `maxpoll`, `iburst` and `burst` trains, backoff while unreachable), keeps the
@@ -9,17 +9,13 @@
 //!
 //! Two time scales are used, as in the daemon: `mono` seconds (monotonic, for
 //! scheduling) and NTP timestamps of the disciplined clock (for the exchange itself).
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
-
-mod poll;
-
 use meridian_algo::{Candidate, ClockFilter, FilterOutput, FilterResult, Sample as FilterSample};
 use meridian_proto::{
     new_client_request, Exchange, KissCode, LeapIndicator, NtpHeader, NtpTimestamp, ReferenceId, ReplyError, Sample,
 };
 
-pub use poll::{BURST_INTERVAL, BURST_LENGTH};
+use crate::poll;
+pub use crate::poll::{BURST_INTERVAL, BURST_LENGTH};
 
 /// Unanswered polls in a row after which the poll interval backs off (ntpd's NTP_UNREACH).
 pub const UNREACH_BACKOFF: u32 = 10;
@@ -164,6 +160,11 @@ impl Source {
         &self.filter
     }
 
+    /// The clock was stepped: samples taken before it are meaningless now.
+    pub fn clock_stepped(&mut self) {
+        self.filter.reset();
+    }
+
     /// Follow the system poll interval chosen by the discipline, within minpoll..maxpoll.
     pub fn set_system_poll(&mut self, poll_log2: i8, now: f64) {
         self.poll.follow_system(poll_log2, now);
@@ -269,4 +270,5 @@ impl Source {
 }
 
 #[cfg(test)]
+#[path = "source_tests.rs"]
 mod tests;

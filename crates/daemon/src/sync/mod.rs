@@ -1,0 +1,426 @@
+//! The daemon's synchronisation loop: the IO around `meridian_sync::SyncCore`.
+//!
+//! It resolves the configured `server`, `pool` and `peer` names, sends the requests the
+//! core asks for from a socket per address family (ephemeral, kernel-randomised source
+//! ports), hands every reply back with its kernel receive timestamp, applies the
+//! discipline's commands to the clock, and keeps the drift file. Replies are received on
+//! a thread per socket and passed over a channel, so the loop itself waits on one thing.
+
+pub mod clock_driver;
+pub mod drift;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use meridian_algo::{DisciplineConfig, DisciplineEvent, SelectConfig};
+use meridian_clock::Clock;
+use meridian_conf::{Config, SourceConfig, SourceKind};
+use meridian_os::udp::{enable_rx_metadata, RecvBatch};
+use meridian_proto::{NtpHeader, NtpTimestamp};
+use meridian_sync::{AssocKind, SourceEvent, SourceOptions, SyncConfig, SyncCore, SystemVars};
+
+use clock_driver::{ClockDriver, FailureLog};
+
+/// How often the drift file is rewritten (classic ntpd: hourly).
+pub const DRIFT_WRITE_INTERVAL: f64 = 3600.0;
+/// How long to wait before retrying a name that did not resolve.
+pub const RESOLVE_RETRY: f64 = 60.0;
+/// With `-x`, offsets up to this are slewed rather than stepped (classic ntpd).
+pub const SLEW_ONLY_THRESHOLD: f64 = 600.0;
+
+/// Daemon flags that shape the discipline.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncFlags {
+    /// `-g`: the first correction may exceed the panic threshold.
+    pub allow_big_first_step: bool,
+    /// `-x`: slew rather than step up to 600 s.
+    pub slew_only: bool,
+}
+
+/// What happened in one turn of the loop that the daemon must act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopEvent {
+    /// Nothing special.
+    Idle,
+    /// The clock was set or updated by the discipline.
+    ClockUpdated,
+    /// The offset is beyond the panic threshold: classic ntpd exits here.
+    Panic,
+}
+
+struct Received {
+    from: SocketAddr,
+    data: [u8; 48],
+    kernel_rx: Option<NtpTimestamp>,
+}
+
+struct Pending {
+    config: SourceConfig,
+    next_try: f64,
+}
+
+/// The synchronisation loop's state.
+pub struct SyncLoop {
+    core: SyncCore,
+    clock: Box<dyn Clock + Send>,
+    failures: FailureLog,
+    v4: Option<UdpSocket>,
+    v6: Option<UdpSocket>,
+    replies: Receiver<Received>,
+    reply_sender: Sender<Received>,
+    started: Instant,
+    pending: Vec<Pending>,
+    configured: HashMap<String, Vec<u16>>,
+    drift_path: Option<PathBuf>,
+    last_drift_write: f64,
+    maxclock: usize,
+}
+
+/// Selection and discipline settings from `tos`, `tinker`, the drift file and the flags.
+pub fn sync_config(config: &Config, flags: SyncFlags, drift_ppm: Option<f64>) -> SyncConfig {
+    let tos = &config.tos;
+    let tinker = &config.tinker;
+    let mut discipline = DisciplineConfig {
+        step_threshold: tinker.step,
+        stepout: tinker.stepout,
+        panic_threshold: if tinker.panic > 0.0 { tinker.panic } else { f64::INFINITY },
+        allow_first_big_step: flags.allow_big_first_step,
+        initial_frequency_ppm: drift_ppm,
+        ..DisciplineConfig::default()
+    };
+    if flags.slew_only {
+        discipline.step_threshold = discipline.step_threshold.max(SLEW_ONLY_THRESHOLD);
+    }
+    // A step threshold of 0 means "never step" in ntpd.
+    if discipline.step_threshold <= 0.0 {
+        discipline.step_threshold = f64::INFINITY;
+    }
+    if let Some(minpoll) = config.sources.iter().filter(|s| !s.is_refclock()).map(|s| s.minpoll).min() {
+        discipline.minpoll = minpoll;
+    }
+    if let Some(maxpoll) = config.sources.iter().filter(|s| !s.is_refclock()).map(|s| s.maxpoll).max() {
+        discipline.maxpoll = maxpoll.max(discipline.minpoll);
+    }
+    SyncConfig {
+        select: SelectConfig {
+            minsane: usize::from(tos.minsane),
+            minclock: usize::from(tos.minclock),
+            maxclock: usize::from(tos.maxclock),
+            maxdist: tos.maxdist,
+            mindist: tos.mindist,
+        },
+        discipline,
+    }
+}
+
+fn source_options(s: &SourceConfig) -> SourceOptions {
+    SourceOptions {
+        minpoll: s.minpoll,
+        maxpoll: s.maxpoll,
+        iburst: s.iburst,
+        burst: s.burst,
+        prefer: s.prefer,
+        noselect: s.noselect,
+        version: s.version,
+    }
+}
+
+fn open_client_socket(bind: &str, tx: Sender<Received>) -> io::Result<UdpSocket> {
+    let addr: SocketAddr = bind.parse().map_err(io::Error::other)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    enable_rx_metadata(&socket, addr.is_ipv6())?;
+    let socket: UdpSocket = socket.into();
+    let reader = socket.try_clone()?;
+    std::thread::Builder::new().name("ntp-client-rx".into()).spawn(move || {
+        let mut batch = RecvBatch::new();
+        loop {
+            let n = match batch.recv(&reader) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => continue,
+                Err(_) => return,
+            };
+            for i in 0..n {
+                let Some(p) = batch.get(i) else { continue };
+                // Server replies are 48 octets plus optional extensions/MAC; only the
+                // header matters until authentication lands.
+                let Some(head) = p.data.get(..48) else { continue };
+                let mut data = [0u8; 48];
+                data.copy_from_slice(head);
+                if tx.send(Received { from: p.source, data, kernel_rx: p.kernel_rx }).is_err() {
+                    return;
+                }
+            }
+        }
+    })?;
+    Ok(socket)
+}
+
+impl SyncLoop {
+    /// Set up from `config`: read the drift file, open client sockets, queue the
+    /// configured sources for resolution, and install the drift frequency.
+    pub fn new(config: &Config, flags: SyncFlags, clock: Box<dyn Clock + Send>) -> Self {
+        let drift_path = config.driftfile.as_ref().map(|d| d.path.clone());
+        let drift_ppm = match drift_path.as_deref().map(drift::read) {
+            Some(Ok(ppm)) => ppm,
+            Some(Err(e)) => {
+                tracing::warn!("ignoring drift file: {e}");
+                None
+            }
+            None => None,
+        };
+        if let Some(ppm) = drift_ppm {
+            tracing::info!("initial frequency {ppm:.3} ppm from the drift file");
+        }
+        let precision = clock.precision();
+        let core = SyncCore::new(sync_config(config, flags, drift_ppm), precision);
+        let (tx, rx) = mpsc::channel();
+        let mut sync = SyncLoop {
+            core,
+            clock,
+            failures: FailureLog::default(),
+            v4: None,
+            v6: None,
+            replies: rx,
+            reply_sender: tx,
+            started: Instant::now(),
+            pending: Vec::new(),
+            configured: HashMap::new(),
+            drift_path,
+            last_drift_write: 0.0,
+            maxclock: usize::from(config.tos.maxclock).max(1),
+        };
+        if drift_ppm.is_some() {
+            let command = sync.core.initial_command();
+            command.apply(&mut ClockDriver::new(sync.clock.as_mut(), &mut sync.failures));
+        }
+        sync.reconfigure(config);
+        sync
+    }
+
+    /// Seconds since the loop started (the core's monotonic scale).
+    pub fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// The core, for status reports.
+    pub fn core(&self) -> &SyncCore {
+        &self.core
+    }
+
+    /// The system variables.
+    pub fn system(&self) -> &SystemVars {
+        self.core.system()
+    }
+
+    /// The clock being disciplined.
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    /// Whether any network source is configured (resolved or not).
+    pub fn has_sources(&self) -> bool {
+        !self.configured.is_empty() || !self.pending.is_empty()
+    }
+
+    /// Bring the associations in line with `config` (start-up and SIGHUP): new names are
+    /// queued for resolution, names no longer configured are removed.
+    pub fn reconfigure(&mut self, config: &Config) {
+        let wanted: Vec<&SourceConfig> = config.sources.iter().filter(|s| !s.is_refclock()).collect();
+        let keys: Vec<String> = wanted.iter().map(|s| source_key(s)).collect();
+        let gone: Vec<String> = self.configured.keys().filter(|k| !keys.contains(k)).cloned().collect();
+        for key in gone {
+            for id in self.configured.remove(&key).unwrap_or_default() {
+                tracing::info!("removing association {id} ({key})");
+                self.core.remove(id);
+            }
+        }
+        self.pending.retain(|p| keys.contains(&source_key(&p.config)));
+        let now = self.now();
+        for (s, key) in wanted.into_iter().zip(keys) {
+            if !self.configured.contains_key(&key) && !self.pending.iter().any(|p| source_key(&p.config) == key) {
+                self.pending.push(Pending { config: s.clone(), next_try: now });
+            }
+        }
+        self.resolve_pending(now);
+    }
+
+    fn socket_for(&mut self, addr: SocketAddr) -> Option<&UdpSocket> {
+        let (slot, bind) = if addr.is_ipv4() { (&mut self.v4, "0.0.0.0:0") } else { (&mut self.v6, "[::]:0") };
+        if slot.is_none() {
+            match open_client_socket(bind, self.reply_sender.clone()) {
+                Ok(s) => *slot = Some(s),
+                Err(e) => {
+                    tracing::warn!("cannot open a client socket for {addr}: {e}");
+                    return None;
+                }
+            }
+        }
+        slot.as_ref()
+    }
+
+    fn resolve_pending(&mut self, now: f64) {
+        let mut still = Vec::new();
+        for p in std::mem::take(&mut self.pending) {
+            if p.next_try > now {
+                still.push(p);
+                continue;
+            }
+            let port = p.config.port.unwrap_or(123);
+            let family = p.config.family;
+            let addrs: Vec<SocketAddr> = match (p.config.address.as_str(), port).to_socket_addrs() {
+                Ok(a) => a.filter(|a| family.is_none_or(|f| f.matches(a.ip()))).collect(),
+                Err(e) => {
+                    tracing::warn!("cannot resolve {}: {e}; retrying in {RESOLVE_RETRY} s", p.config.address);
+                    still.push(Pending { next_try: now + RESOLVE_RETRY, ..p });
+                    continue;
+                }
+            };
+            let (kind, take) = match p.config.kind {
+                SourceKind::Pool => (AssocKind::Pool, self.maxclock),
+                SourceKind::Peer => (AssocKind::Peer, 1),
+                SourceKind::Server => (AssocKind::Server, 1),
+            };
+            let mut ids = Vec::new();
+            for addr in addrs.into_iter().take(take) {
+                if self.socket_for(addr).is_none() {
+                    continue;
+                }
+                // Spread first polls a little so several sources don't go out together.
+                let first = now + 0.1 * ids.len() as f64 + 0.5 * rand::random::<f64>();
+                let id = self.core.add(&p.config.address, addr, kind, source_options(&p.config), first);
+                tracing::info!("association {id}: {} {} ({addr})", kind_word(kind), p.config.address);
+                ids.push(id);
+            }
+            if ids.is_empty() {
+                still.push(Pending { next_try: now + RESOLVE_RETRY, ..p });
+            } else {
+                self.configured.insert(source_key(&p.config), ids);
+            }
+        }
+        self.pending = still;
+    }
+
+    /// Run until `max_wait` has passed or something happened: send due requests, take
+    /// in replies, discipline the clock.
+    pub fn turn(&mut self, max_wait: Duration) -> LoopEvent {
+        let now = self.now();
+        if !self.pending.is_empty() {
+            self.resolve_pending(now);
+        }
+        for id in self.core.due(now) {
+            let t1 = match self.clock.now() {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!("cannot read the clock: {e}");
+                    break;
+                }
+            };
+            let Some((addr, bytes)) = self.core.transmit(id, self.now(), t1, rand::random()) else { continue };
+            if let Some(socket) = self.socket_for(addr) {
+                if let Err(e) = socket.send_to(&bytes, addr) {
+                    tracing::debug!("send to {addr} failed: {e}");
+                }
+            }
+        }
+        let wait = self
+            .core
+            .next_wakeup()
+            .map_or(max_wait, |at| Duration::from_secs_f64((at - self.now()).clamp(0.0, max_wait.as_secs_f64())));
+        let mut event = LoopEvent::Idle;
+        let mut first = true;
+        loop {
+            let received = if first {
+                first = false;
+                self.replies.recv_timeout(wait)
+            } else {
+                self.replies.try_recv().map_err(|_| RecvTimeoutError::Timeout)
+            };
+            let Ok(r) = received else { break };
+            match self.handle_reply(r) {
+                LoopEvent::Idle => {}
+                e => event = e,
+            }
+        }
+        if let Some(path) = self.drift_path.clone() {
+            let now = self.now();
+            if self.core.system().discipline.synchronised && now - self.last_drift_write >= DRIFT_WRITE_INTERVAL {
+                self.last_drift_write = now;
+                self.write_drift(&path);
+            }
+        }
+        event
+    }
+
+    fn handle_reply(&mut self, r: Received) -> LoopEvent {
+        let Ok(reply) = NtpHeader::decode(&r.data) else { return LoopEvent::Idle };
+        let raw = r.kernel_rx.unwrap_or_else(meridian_os::read_realtime);
+        let t4 = self.clock.kernel_correction().apply(raw);
+        let now = self.now();
+        let utc = unix_seconds(t4);
+        let receipt = self.core.receive(r.from, &reply, t4, now, utc);
+        match &receipt.event {
+            SourceEvent::RateLimited => tracing::warn!("{}: rate limited (KoD RATE); polling less often", r.from),
+            SourceEvent::Demobilize(code) => tracing::warn!("{}: server refuses us ({code:?}); association removed", r.from),
+            SourceEvent::Rejected(e) => tracing::debug!("{}: reply rejected: {e}", r.from),
+            _ => {}
+        }
+        let Some(command) = receipt.command else { return LoopEvent::Idle };
+        if command.event == DisciplineEvent::Panic {
+            return LoopEvent::Panic;
+        }
+        command.apply(&mut ClockDriver::new(self.clock.as_mut(), &mut self.failures));
+        match command.event {
+            DisciplineEvent::Stepped | DisciplineEvent::Updated | DisciplineEvent::Initialised => LoopEvent::ClockUpdated,
+            _ => LoopEvent::Idle,
+        }
+    }
+
+    fn write_drift(&self, path: &std::path::Path) {
+        let ppm = self.core.system().discipline.frequency_ppm;
+        if let Err(e) = drift::write(path, ppm) {
+            tracing::error!("cannot write drift file {}: {e}", path.display());
+        }
+    }
+
+    /// Save the frequency now (at exit), if it is worth saving.
+    pub fn save_drift(&self) {
+        if let Some(path) = &self.drift_path {
+            if self.core.system().discipline.updates > 0 {
+                self.write_drift(path);
+            }
+        }
+    }
+}
+
+fn source_key(s: &SourceConfig) -> String {
+    format!("{} {} {:?}", s.kind.keyword(), s.address, s.port)
+}
+
+fn kind_word(kind: AssocKind) -> &'static str {
+    match kind {
+        AssocKind::Server => "server",
+        AssocKind::Pool => "pool",
+        AssocKind::Peer => "peer",
+    }
+}
+
+fn unix_seconds(t: NtpTimestamp) -> f64 {
+    let now_hint = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (secs, nanos) = t.to_unix(now_hint);
+    secs as f64 + f64::from(nanos) * 1e-9
+}

@@ -1,0 +1,288 @@
+//! The system process: all associations, selection, discipline, system variables.
+
+use std::net::SocketAddr;
+
+use meridian_algo::{
+    leap, select, ClockCommand, Discipline, DisciplineConfig, DisciplineEvent, DisciplineStats, LeapState, SelectConfig,
+    SelectStatus, Selection,
+};
+use meridian_proto::{KissCode, LeapIndicator, NtpHeader, NtpTimestamp, ReferenceId};
+
+use crate::source::{Source, SourceEvent, SourceOptions};
+
+/// How an association came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssocKind {
+    /// A `server` line.
+    Server,
+    /// A member of a `pool`.
+    Pool,
+    /// A `peer` line (symmetric active).
+    Peer,
+}
+
+/// One association and what identifies it.
+#[derive(Debug, Clone)]
+pub struct Association {
+    /// Association id, as `ntpq` shows it.
+    pub id: u16,
+    /// The name it was configured with (host name or address).
+    pub name: String,
+    /// Where its packets go and come from.
+    pub addr: SocketAddr,
+    /// How it was configured.
+    pub kind: AssocKind,
+    /// Its protocol state.
+    pub source: Source,
+}
+
+/// Tunables of the system process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncConfig {
+    /// Selection (`tos`).
+    pub select: SelectConfig,
+    /// Discipline (`tinker`, drift file, `-g`).
+    pub discipline: DisciplineConfig,
+}
+
+/// What the system knows about its own synchronisation, for the server and `ntpq`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SystemVars {
+    /// Leap indicator to announce (Unsynchronized until a system peer is chosen).
+    pub leap: LeapIndicator,
+    /// Our stratum (16 = unsynchronised).
+    pub stratum: u8,
+    /// Reference id: the system peer's address (or its refid when it is stratum 1's).
+    pub reference_id: ReferenceId,
+    /// When the clock was last updated (clock time).
+    pub reference_ts: NtpTimestamp,
+    /// Total round-trip delay to the primary reference, seconds.
+    pub root_delay: f64,
+    /// Total dispersion to the primary reference, seconds.
+    pub root_dispersion: f64,
+    /// Last combined offset, seconds.
+    pub offset: f64,
+    /// System jitter, seconds.
+    pub jitter: f64,
+    /// The system poll interval (log2 s).
+    pub poll: i8,
+    /// The system peer's association id.
+    pub system_peer: Option<u16>,
+    /// The discipline's estimates.
+    pub discipline: DisciplineStats,
+}
+
+/// The outcome of handing one datagram to the core.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt {
+    /// The association it belonged to, if any.
+    pub association: Option<u16>,
+    /// What the association made of it.
+    pub event: SourceEvent,
+    /// What to do to the clock, when the system was updated.
+    pub command: Option<ClockCommand>,
+}
+
+/// All associations and the system process.
+#[derive(Debug, Clone)]
+pub struct SyncCore {
+    config: SyncConfig,
+    assocs: Vec<Association>,
+    next_id: u16,
+    discipline: Discipline,
+    leap: LeapState,
+    selection: Option<Selection>,
+    system_peer: Option<u16>,
+    sys: SystemVars,
+    local_precision: i8,
+}
+
+impl SyncCore {
+    /// A core with no associations yet.
+    pub fn new(config: SyncConfig, local_precision: i8) -> Self {
+        let discipline = Discipline::new(config.discipline);
+        let sys = SystemVars {
+            leap: LeapIndicator::Unsynchronized,
+            stratum: 16,
+            reference_id: ReferenceId::INIT,
+            reference_ts: NtpTimestamp::ZERO,
+            root_delay: 0.0,
+            root_dispersion: 0.0,
+            offset: 0.0,
+            jitter: 0.0,
+            poll: config.discipline.minpoll,
+            system_peer: None,
+            discipline: discipline.stats(),
+        };
+        SyncCore {
+            config,
+            assocs: Vec::new(),
+            // ntpd numbers associations from a random-looking base; a fixed one keeps
+            // ids stable across runs, which scripts appreciate.
+            next_id: 41_000,
+            discipline,
+            leap: LeapState::new(),
+            selection: None,
+            system_peer: None,
+            sys,
+            local_precision,
+        }
+    }
+
+    /// The command that installs the initial frequency (from the drift file).
+    pub fn initial_command(&self) -> ClockCommand {
+        self.discipline.initial_command()
+    }
+
+    /// Add an association; its first request is due at `first_poll_at` (mono).
+    pub fn add(
+        &mut self,
+        name: impl Into<String>,
+        addr: SocketAddr,
+        kind: AssocKind,
+        options: SourceOptions,
+        first_poll_at: f64,
+    ) -> u16 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.assocs.push(Association {
+            id,
+            name: name.into(),
+            addr,
+            kind,
+            source: Source::new(options, self.local_precision, first_poll_at),
+        });
+        id
+    }
+
+    /// Remove an association (demobilised, or gone from the configuration).
+    pub fn remove(&mut self, id: u16) {
+        self.assocs.retain(|a| a.id != id);
+        if self.system_peer == Some(id) {
+            self.system_peer = None;
+        }
+    }
+
+    /// The associations.
+    pub fn associations(&self) -> &[Association] {
+        &self.assocs
+    }
+
+    /// The system variables.
+    pub fn system(&self) -> &SystemVars {
+        &self.sys
+    }
+
+    /// The selection status of an association (for the tally code).
+    pub fn status_of(&self, id: u16) -> SelectStatus {
+        self.selection
+            .as_ref()
+            .and_then(|s| s.status_of(usize::from(id)))
+            .unwrap_or(SelectStatus::Reject)
+    }
+
+    /// The armed leap second, if any, for the kernel.
+    pub fn pending_leap(&self) -> Option<leap::PendingLeap> {
+        self.leap.pending()
+    }
+
+    /// When (mono) the core next needs [`SyncCore::transmit`] called.
+    pub fn next_wakeup(&self) -> Option<f64> {
+        self.assocs.iter().map(|a| a.source.next_poll()).min_by(f64::total_cmp)
+    }
+
+    /// Associations whose request is due at `now` (mono).
+    pub fn due(&self, now: f64) -> Vec<u16> {
+        self.assocs.iter().filter(|a| a.source.next_poll() <= now).map(|a| a.id).collect()
+    }
+
+    /// Build the request for association `id`: where to send it and the bytes. `t1` is the
+    /// clock read just before sending; `random` becomes the transmit timestamp.
+    pub fn transmit(&mut self, id: u16, now: f64, t1: NtpTimestamp, random: u64) -> Option<(SocketAddr, [u8; 48])> {
+        let a = self.assocs.iter_mut().find(|a| a.id == id)?;
+        Some((a.addr, a.source.transmit(now, t1, random)))
+    }
+
+    /// A datagram from `from` arrived at `t4` (clock time) and `now` (mono); `utc` is the
+    /// clock's time as Unix seconds, for the leap-second calendar.
+    pub fn receive(&mut self, from: SocketAddr, reply: &NtpHeader, t4: NtpTimestamp, now: f64, utc: f64) -> Receipt {
+        let Some(index) = self.assocs.iter().position(|a| a.addr == from) else {
+            return Receipt { association: None, event: SourceEvent::None, command: None };
+        };
+        let id = self.assocs[index].id;
+        let event = self.assocs[index].source.receive(reply, t4, now);
+        let command = match &event {
+            SourceEvent::Updated(_) => self.update_system(now, t4, utc),
+            SourceEvent::Demobilize(KissCode::Deny | KissCode::Rstr) => {
+                self.remove(id);
+                None
+            }
+            _ => None,
+        };
+        Receipt { association: Some(id), event, command }
+    }
+
+    fn update_system(&mut self, now: f64, t4: NtpTimestamp, utc: f64) -> Option<ClockCommand> {
+        let candidates: Vec<_> =
+            self.assocs.iter().filter_map(|a| a.source.candidate(usize::from(a.id), now)).collect();
+        let selection = select(&candidates, &self.config.select, self.system_peer.map(usize::from));
+        let peer_id = selection.system_peer.and_then(|p| u16::try_from(p).ok());
+        let vote = leap::vote(
+            selection
+                .survivors
+                .iter()
+                .filter_map(|id| candidates.iter().find(|c| c.id == *id))
+                .map(|c| c.leap),
+        );
+        self.leap.update(utc, vote);
+        self.system_peer = peer_id;
+        let Some(peer) = peer_id.and_then(|id| self.assocs.iter().find(|a| a.id == id)) else {
+            self.selection = Some(selection);
+            self.sys.system_peer = None;
+            self.sys.leap = LeapIndicator::Unsynchronized;
+            self.sys.stratum = 16;
+            self.sys.reference_id = ReferenceId::INIT;
+            return None;
+        };
+        let info = *peer.source.info()?;
+        let out = peer.source.filter_output()?;
+        let command = self.discipline.update(now, selection.offset, out.delay, out.dispersion);
+        let stats = self.discipline.stats();
+        self.sys = SystemVars {
+            leap: if stats.synchronised || command.event == DisciplineEvent::Stepped {
+                LeapIndicator::from_bits(self.leap.indicator())
+            } else {
+                LeapIndicator::Unsynchronized
+            },
+            stratum: info.stratum.saturating_add(1).min(16),
+            reference_id: if info.stratum <= 1 { info.reference_id } else { ReferenceId::from_ip(peer.addr.ip()) },
+            reference_ts: t4,
+            root_delay: info.root_delay + out.delay,
+            root_dispersion: info.root_dispersion
+                + out.dispersion
+                + (out.jitter * out.jitter + selection.jitter * selection.jitter).sqrt()
+                + selection.offset.abs(),
+            offset: selection.offset,
+            jitter: selection.jitter,
+            poll: self.discipline.poll_interval_log2(),
+            system_peer: peer_id,
+            discipline: stats,
+        };
+        if command.step.is_some() {
+            // Every sample taken before a step measured the old clock.
+            for a in &mut self.assocs {
+                a.source.clock_stepped();
+            }
+        }
+        let poll = self.sys.poll;
+        for a in &mut self.assocs {
+            a.source.set_system_poll(poll, now);
+        }
+        self.selection = Some(selection);
+        Some(command)
+    }
+}
+
+#[cfg(test)]
+#[path = "system_tests.rs"]
+mod tests;

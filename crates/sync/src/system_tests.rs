@@ -1,0 +1,121 @@
+use super::*;
+use meridian_proto::{Mode, NtpShort};
+
+const T0: i64 = 1_800_000_000;
+
+fn ts(secs: f64) -> NtpTimestamp {
+    NtpTimestamp::from_unix(T0, 0).add_seconds(secs)
+}
+
+/// A server whose clock is `offset` seconds ahead of ours, `one_way` seconds away.
+struct FakeServer {
+    addr: SocketAddr,
+    offset: f64,
+    one_way: f64,
+    stratum: u8,
+}
+
+impl FakeServer {
+    fn answer(&self, request: &[u8; 48], sent_at: f64) -> (NtpHeader, f64) {
+        let req = NtpHeader::decode(request).unwrap();
+        let header = NtpHeader {
+            leap: LeapIndicator::NoWarning,
+            version: 4,
+            mode: Mode::Server,
+            stratum: self.stratum,
+            poll: req.poll,
+            precision: -20,
+            root_delay: NtpShort::from_seconds_f64(0.0005),
+            root_dispersion: NtpShort::from_seconds_f64(0.001),
+            reference_id: ReferenceId::from_ascii(b"GPS"),
+            reference_ts: ts(sent_at - 5.0),
+            origin_ts: req.transmit_ts,
+            receive_ts: ts(sent_at + self.one_way + self.offset),
+            transmit_ts: ts(sent_at + self.one_way + self.offset + 0.00005),
+        };
+        (header, sent_at + 2.0 * self.one_way + 0.00005)
+    }
+}
+
+fn core_with(servers: &[FakeServer]) -> SyncCore {
+    let mut core = SyncCore::new(SyncConfig::default(), -20);
+    for (i, s) in servers.iter().enumerate() {
+        let opts = SourceOptions { iburst: true, ..Default::default() };
+        core.add(s.addr.to_string(), s.addr, AssocKind::Server, opts, i as f64 * 0.1);
+    }
+    core
+}
+
+/// Run the exchange loop for `seconds` of mono time without applying commands (the
+/// fake clock never moves), returning every command issued.
+fn run(core: &mut SyncCore, servers: &[FakeServer], seconds: f64) -> Vec<ClockCommand> {
+    let mut commands = vec![];
+    let mut random = 1u64;
+    while let Some(now) = core.next_wakeup() {
+        if now > seconds {
+            break;
+        }
+        for id in core.due(now) {
+            random += 1;
+            let (addr, request) = core.transmit(id, now, ts(now), random).unwrap();
+            let server = servers.iter().find(|s| s.addr == addr).unwrap();
+            let (reply, arrival) = server.answer(&request, now);
+            let receipt = core.receive(addr, &reply, ts(arrival), arrival, T0 as f64 + arrival);
+            commands.extend(receipt.command);
+        }
+    }
+    commands
+}
+
+fn server(n: u8, offset: f64) -> FakeServer {
+    FakeServer { addr: format!("192.0.2.{n}:123").parse().unwrap(), offset, one_way: 0.002, stratum: 2 }
+}
+
+#[test]
+fn three_agreeing_servers_synchronise_at_stratum_plus_one() {
+    let servers = [server(1, 0.010), server(2, 0.0101), server(3, 0.0099)];
+    let mut core = core_with(&servers);
+    let commands = run(&mut core, &servers, 60.0);
+    assert!(!commands.is_empty(), "the discipline was consulted");
+    let sys = core.system();
+    assert_eq!(sys.stratum, 3);
+    assert!(sys.system_peer.is_some());
+    assert!((sys.offset - 0.010).abs() < 0.001, "combined offset {}", sys.offset);
+    let peer = core.associations().iter().find(|a| Some(a.id) == sys.system_peer).unwrap();
+    assert_eq!(sys.reference_id, ReferenceId::from_ip(peer.addr.ip()));
+    assert!(sys.root_delay >= 0.0005 + 0.004 - 1e-6, "root delay {}", sys.root_delay);
+    assert_eq!(core.status_of(peer.id), SelectStatus::SystemPeer);
+}
+
+#[test]
+fn a_falseticker_among_four_is_never_chosen() {
+    let servers = [server(1, 0.0), server(2, 0.0002), server(3, -0.0001), server(4, 1.0)];
+    let mut core = core_with(&servers);
+    run(&mut core, &servers, 120.0);
+    let liar = core.associations().iter().find(|a| a.addr == servers[3].addr).unwrap().id;
+    assert_ne!(core.system().system_peer, Some(liar));
+    assert_eq!(core.status_of(liar), SelectStatus::Falseticker);
+    assert!(core.system().offset.abs() < 0.001, "offset {}", core.system().offset);
+}
+
+#[test]
+fn no_answers_means_unsynchronised() {
+    let mut core = SyncCore::new(SyncConfig::default(), -20);
+    core.add("a", "192.0.2.9:123".parse().unwrap(), AssocKind::Server, SourceOptions::default(), 0.0);
+    let id = core.due(0.0)[0];
+    core.transmit(id, 0.0, ts(0.0), 5).unwrap();
+    assert_eq!(core.system().leap, LeapIndicator::Unsynchronized);
+    assert_eq!(core.system().stratum, 16);
+    assert_eq!(core.associations()[0].source.reach(), 0);
+}
+
+#[test]
+fn packets_from_unknown_addresses_are_ignored() {
+    let servers = [server(1, 0.0)];
+    let mut core = core_with(&servers);
+    let (_, request) = core.transmit(core.due(0.0)[0], 0.0, ts(0.0), 5).unwrap();
+    let (reply, arrival) = servers[0].answer(&request, 0.0);
+    let r = core.receive("198.51.100.1:123".parse().unwrap(), &reply, ts(arrival), arrival, 0.0);
+    assert_eq!(r.association, None);
+    assert_eq!(core.associations()[0].source.reach(), 0);
+}
