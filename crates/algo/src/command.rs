@@ -107,7 +107,11 @@ mod tests {
         c.apply(&mut log);
         assert_eq!(log.0, ["step 1.5", "freq -3", "slew 0.25 0.5"]);
         let mut log = Log::default();
-        ClockCommand { event: DisciplineEvent::Panic, ..c }.apply(&mut log);
+        ClockCommand {
+            event: DisciplineEvent::Panic,
+            ..c
+        }
+        .apply(&mut log);
         assert!(log.0.is_empty());
     }
 }

@@ -19,6 +19,7 @@
 //!
 //! All times are local clock seconds passed in by the caller.
 
+use crate::bank::Bank;
 use crate::command::{ClockCommand, DisciplineEvent};
 use crate::estimator::{steady_state_rms, Estimator};
 use crate::noise::DelayNoise;
@@ -126,7 +127,7 @@ impl Slew {
 pub struct Discipline {
     cfg: DisciplineConfig,
     state: State,
-    est: Option<Estimator>,
+    est: Option<Bank>,
     noise: DelayNoise,
     slew: Option<Slew>,
     frequency_ppm: f64,
@@ -186,11 +187,14 @@ impl Discipline {
     /// Current estimates.
     pub fn stats(&self) -> DisciplineStats {
         DisciplineStats {
-            offset: self.est.map_or(0.0, |e| e.offset),
+            offset: self.est.as_ref().map_or(0.0, |e| e.best().offset),
             frequency_ppm: self.frequency_ppm,
             jitter: self.jitter2.sqrt(),
             wander_ppm: self.wander2.sqrt(),
-            error_estimate: self.est.map_or(f64::INFINITY, |e| e.p[0][0].max(0.0).sqrt()),
+            error_estimate: self
+                .est
+                .as_ref()
+                .map_or(f64::INFINITY, |e| e.best().p[0][0].max(0.0).sqrt()),
             poll: self.poll,
             updates: self.updates,
             synchronised: self.state == State::Tracking && self.est.is_some(),
@@ -207,7 +211,7 @@ impl Discipline {
     /// by the kernel): shift every stored local time accordingly.
     pub fn clock_stepped(&mut self, amount: f64) {
         if let Some(e) = &mut self.est {
-            e.time += amount;
+            e.shift_time(amount);
         }
         if let Some(s) = &mut self.slew {
             s.start += amount;
@@ -259,7 +263,9 @@ impl Discipline {
     }
 
     fn q(&self) -> f64 {
-        (self.cfg.wander_ppb * 1e-9).powi(2)
+        self.est
+            .as_ref()
+            .map_or((self.cfg.wander_ppb * 1e-9).powi(2), Bank::q)
     }
 
     fn absorbed_between(&self, a: f64, b: f64) -> f64 {
@@ -272,8 +278,7 @@ impl Discipline {
         self.slew = None;
         self.clock_stepped(offset);
         if let Some(e) = &mut self.est {
-            let q = (self.cfg.wander_ppb * 1e-9).powi(2);
-            e.predict(now + offset, q, 0.0);
+            e.predict(now + offset, 0.0);
             e.forget_phase(r);
         }
         self.state = State::Tracking;
@@ -291,34 +296,37 @@ impl Discipline {
 
     fn track(&mut self, now: f64, offset: f64, delay: f64, dispersion: f64) -> ClockCommand {
         let r = self.noise.observe(delay, dispersion);
-        let q = self.q();
         let mut event = DisciplineEvent::Updated;
-        let mut est = match self.est {
+        let mut est = match self.est.take() {
             Some(mut e) => {
-                let applied = self.absorbed_between(e.time, now);
-                e.predict(now, q, applied);
+                let applied = self.absorbed_between(e.best().time, now);
+                e.predict(now, applied);
                 e
             }
             None => {
                 event = DisciplineEvent::Initialised;
-                let sigma = if self.cfg.initial_frequency_ppm.is_some() { 5e-6 } else { 2e-4 };
+                let sigma = if self.cfg.initial_frequency_ppm.is_some() {
+                    5e-6
+                } else {
+                    2e-4
+                };
                 // The slew up to now is already in this measurement.
-                Estimator::new(now, offset, r, sigma)
+                let q = (self.cfg.wander_ppb * 1e-9).powi(2);
+                Bank::new(Estimator::new(now, offset, r, sigma), q)
             }
         };
         if event == DisciplineEvent::Updated {
             let inn = est.innovation(offset, r);
-            if std::env::var("DBG").is_ok() { eprintln!("t={now:.0} z={offset:.6} d={delay:.6} r={:.2e} res={:.2e} S={:.2e} p11={:.2e} rate={:.2e}", r.sqrt(), inn.residual, inn.variance.sqrt(), est.p[1][1].sqrt(), est.rate); }
             if inn.residual.abs() > self.cfg.outlier_gate * inn.variance.sqrt() {
                 self.outliers += 1;
                 if self.outliers < 3 {
                     // Keep the prediction's time base; drop the sample.
+                    self.est = Some(est);
                     return self.hold(DisciplineEvent::Outlier);
                 }
                 // Persistent disagreement: the model is wrong (frequency
                 // jump, route change). Widen the covariance so the data win.
-                est.p[0][0] += inn.residual * inn.residual;
-                est.p[1][1] += (inn.residual / 64.0).powi(2);
+                est.inflate(inn.residual, 2f64.powi(self.poll.into()));
             }
             self.outliers = 0;
             let inn = est.update(offset, r);
@@ -330,7 +338,7 @@ impl Discipline {
 
         // Correct the full frequency estimate, within the clamp.
         let max = self.cfg.max_frequency_ppm;
-        let new_freq = (self.frequency_ppm + est.rate * 1e6).clamp(-max, max);
+        let new_freq = (self.frequency_ppm + est.best().rate * 1e6).clamp(-max, max);
         let dfreq = new_freq - self.frequency_ppm;
         est.corrected(0.0, dfreq * 1e-6);
         self.frequency_ppm = new_freq;
@@ -341,16 +349,17 @@ impl Discipline {
         // Slew the full offset estimate; the estimator keeps it until the
         // clock has absorbed it (accounted in predict()).
         let rate = self.cfg.slew_rate_ppm * 1e-6;
+        let amount = est.best().offset;
         self.slew = Some(Slew {
             start: now,
-            amount: est.offset,
+            amount,
             rate,
         });
         self.est = Some(est);
         self.adapt_poll();
         ClockCommand {
             step: None,
-            slew: Some(est.offset),
+            slew: Some(amount),
             slew_rate: rate,
             frequency_ppm: self.frequency_ppm,
             event,
@@ -361,12 +370,15 @@ impl Discipline {
     /// error is acceptable; stay at minpoll until the estimate converged.
     fn adapt_poll(&mut self) {
         let (lo, hi) = (self.cfg.minpoll.min(self.cfg.maxpoll), self.cfg.maxpoll);
-        let Some(est) = self.est else { return };
+        let Some(est) = self.est.as_ref().map(|b| *b.best()) else {
+            return;
+        };
         let r_eff = 1.0 / self.mean_info.max(1e-300);
         let q = self.q();
         let rms = |p: i8| steady_state_rms(2f64.powi(p.into()), r_eff, q);
         let base = rms(lo);
-        let converged = self.updates >= 8 && est.p[0][0].sqrt() < 3.0 * base.max(self.cfg.precision);
+        let converged =
+            self.updates >= 8 && est.p[0][0].sqrt() < 3.0 * base.max(self.cfg.precision);
         let mut target = lo;
         if converged {
             let limit = (base * (1.0 + self.cfg.poll_tolerance)).max(self.cfg.poll_accuracy_floor);
@@ -413,7 +425,9 @@ mod tests {
     }
     impl Toy {
         fn run(&mut self, dt: f64) {
-            let s = (self.slew_rate * dt).min(self.slew_left.abs()).copysign(self.slew_left);
+            let s = (self.slew_rate * dt)
+                .min(self.slew_left.abs())
+                .copysign(self.slew_left);
             self.slew_left -= s;
             self.err += (self.native_ppm + self.freq_ppm) * 1e-6 * dt + s;
         }
@@ -422,7 +436,13 @@ mod tests {
     #[test]
     fn converges_on_offset_and_frequency() {
         let mut d = Discipline::new(DisciplineConfig::default());
-        let mut c = Toy { err: -0.05, native_ppm: 80.0, freq_ppm: 0.0, slew_left: 0.0, slew_rate: 0.0 };
+        let mut c = Toy {
+            err: -0.05,
+            native_ppm: 80.0,
+            freq_ppm: 0.0,
+            slew_left: 0.0,
+            slew_rate: 0.0,
+        };
         let mut t = 0.0;
         for _ in 0..200 {
             let cmd = d.update(t, -c.err, 0.001, 1e-6);
@@ -432,7 +452,11 @@ mod tests {
             t += dt;
         }
         assert!(c.err.abs() < 1e-6, "{}", c.err);
-        assert!((d.frequency_ppm() + 80.0).abs() < 0.01, "{}", d.frequency_ppm());
+        assert!(
+            (d.frequency_ppm() + 80.0).abs() < 0.01,
+            "{}",
+            d.frequency_ppm()
+        );
         assert!(d.stats().synchronised);
     }
 
@@ -442,8 +466,14 @@ mod tests {
         let cmd = d.update(0.0, 0.5, 0.001, 1e-6);
         assert_eq!(cmd.step, Some(0.5));
         let mut d = Discipline::new(DisciplineConfig::default());
-        assert_eq!(d.update(0.0, 5000.0, 0.001, 1e-6).event, DisciplineEvent::Panic);
-        let mut d = Discipline::new(DisciplineConfig { allow_first_big_step: true, ..Default::default() });
+        assert_eq!(
+            d.update(0.0, 5000.0, 0.001, 1e-6).event,
+            DisciplineEvent::Panic
+        );
+        let mut d = Discipline::new(DisciplineConfig {
+            allow_first_big_step: true,
+            ..Default::default()
+        });
         assert_eq!(d.update(0.0, 5000.0, 0.001, 1e-6).step, Some(5000.0));
     }
 
@@ -470,7 +500,11 @@ mod tests {
 
     #[test]
     fn poll_stays_within_limits() {
-        let cfg = DisciplineConfig { minpoll: 4, maxpoll: 7, ..Default::default() };
+        let cfg = DisciplineConfig {
+            minpoll: 4,
+            maxpoll: 7,
+            ..Default::default()
+        };
         let mut d = Discipline::new(cfg);
         for i in 0..100 {
             d.update(f64::from(i) * 16.0, 0.0, 0.001, 1e-6);
@@ -478,7 +512,10 @@ mod tests {
             assert!((4..=7).contains(&p));
         }
         // Noise-free and wander-free enough to poll at maxpoll eventually.
-        let cfg = DisciplineConfig { wander_ppb: 0.001, ..cfg };
+        let cfg = DisciplineConfig {
+            wander_ppb: 0.001,
+            ..cfg
+        };
         let mut d = Discipline::new(cfg);
         let mut t = 0.0;
         for _ in 0..100 {

@@ -208,7 +208,8 @@ pub fn select(
     // System peer: a surviving prefer peer, else the previous peer while
     // it survives, else the best survivor.
     let prefer = survivors.iter().copied().find(|&i| candidates[i].prefer);
-    let keep = previous_peer.and_then(|id| survivors.iter().copied().find(|&i| candidates[i].id == id));
+    let keep =
+        previous_peer.and_then(|id| survivors.iter().copied().find(|&i| candidates[i].id == id));
     let peer = prefer.or(keep).unwrap_or(survivors[0]);
     status[peer] = if candidates[peer].pps {
         SelectStatus::PpsPeer
@@ -223,7 +224,10 @@ pub fn select(
         .collect();
     let (offset, sel_jitter) = if prefer.is_some() {
         // A prefer peer's offset is used alone, as ntpd does.
-        (candidates[peer].offset, selection_jitter(candidates, &combined, peer, &lambda))
+        (
+            candidates[peer].offset,
+            selection_jitter(candidates, &combined, peer, &lambda),
+        )
     } else {
         let wsum: f64 = combined.iter().map(|&i| 1.0 / lambda[i]).sum();
         let off = combined
@@ -366,7 +370,12 @@ mod tests {
 
     #[test]
     fn falseticker_is_excluded() {
-        let cs = [cand(0, 0.001), cand(1, 0.0012), cand(2, 1.0), cand(3, 0.0008)];
+        let cs = [
+            cand(0, 0.001),
+            cand(1, 0.0012),
+            cand(2, 1.0),
+            cand(3, 0.0008),
+        ];
         let sel = select(&cs, &SelectConfig::default(), None);
         assert_eq!(sel.falsetickers, vec![2]);
         assert!(!sel.survivors.contains(&2));
@@ -395,7 +404,10 @@ mod tests {
         assert_eq!(sel.status_of(1).unwrap().tally_char(), '*');
         assert_eq!(sel.status_of(0).unwrap().tally_char(), '+');
 
-        let cfg = SelectConfig { minsane: 3, ..Default::default() };
+        let cfg = SelectConfig {
+            minsane: 3,
+            ..Default::default()
+        };
         assert_eq!(select(&cs, &cfg, None).system_peer, None);
 
         cs[0].dispersion = 2.0;
@@ -427,7 +439,16 @@ mod tests {
     #[test]
     fn tally_chars_are_distinct() {
         use SelectStatus::*;
-        let all = [Reject, Falseticker, Excess, Outlier, Backup, Candidate, SysPeer, PpsPeer];
+        let all = [
+            Reject,
+            Falseticker,
+            Excess,
+            Outlier,
+            Backup,
+            Candidate,
+            SysPeer,
+            PpsPeer,
+        ];
         let s: String = all.iter().map(|s| s.tally_char()).collect();
         assert_eq!(s, " x.-#+*o");
     }

@@ -19,6 +19,7 @@ mod diag;
 mod driver;
 mod effective;
 mod iface;
+pub mod leapfile;
 mod lexer;
 mod misc;
 mod nts;

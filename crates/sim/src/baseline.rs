@@ -116,7 +116,11 @@ impl DisciplineAlgorithm for Rfc5905 {
             self.poll = self.minpoll;
             let was_nset = self.state == State::Nset;
             self.freq = (self.freq + freq).clamp(-MAXFREQ, MAXFREQ);
-            self.rstclock(if was_nset { State::Freq } else { State::Sync }, now + offset, 0.0);
+            self.rstclock(
+                if was_nset { State::Freq } else { State::Sync },
+                now + offset,
+                0.0,
+            );
             return self.command(Some(offset), DisciplineEvent::Stepped);
         }
         let e2 = self.jitter * self.jitter;

@@ -65,7 +65,9 @@ impl SimClock {
         if dt <= 0.0 {
             return;
         }
-        let s = (self.slew_rate * dt).min(self.slew_left.abs()).copysign(self.slew_left);
+        let s = (self.slew_rate * dt)
+            .min(self.slew_left.abs())
+            .copysign(self.slew_left);
         self.slew_left -= s;
         self.offset += self.frequency_error_ppm() * 1e-6 * dt + s;
     }

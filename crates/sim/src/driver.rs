@@ -8,8 +8,8 @@
 //! packet arrivals.
 
 use meridian_algo::{
-    leap, select, Candidate, ClockCommand, ClockControl, ClockFilter, Discipline, FilterResult, LeapState,
-    Sample, SelectConfig, SelectStatus,
+    leap, select, Candidate, ClockCommand, ClockControl, ClockFilter, Discipline, FilterResult,
+    LeapState, Sample, SelectConfig, SelectStatus,
 };
 
 use crate::clock::SimClock;
@@ -246,7 +246,8 @@ impl<D: DisciplineAlgorithm> Simulation<D> {
             self.log.leaps.push((self.now, kind.step()));
         }
         let err = self.clock.read(self.now) - self.timescale.utc(self.now);
-        self.recorder.record(self.now, err, self.clock.frequency_error_ppm());
+        self.recorder
+            .record(self.now, err, self.clock.frequency_error_ppm());
         self.clock.wander(1.0, &mut self.rng);
     }
 
@@ -268,8 +269,14 @@ impl<D: DisciplineAlgorithm> Simulation<D> {
         let t1 = self.clock.read(t);
         match src.network.exchange(t, &mut self.rng) {
             Some((out, back)) => {
-                let t2 = src.server.timestamp(&self.timescale, t + out, &mut self.rng);
-                let t3 = src.server.timestamp(&self.timescale, t + out + src.server.processing, &mut self.rng);
+                let t2 = src
+                    .server
+                    .timestamp(&self.timescale, t + out, &mut self.rng);
+                let t3 = src.server.timestamp(
+                    &self.timescale,
+                    t + out + src.server.processing,
+                    &mut self.rng,
+                );
                 self.arrivals.push(Arrival {
                     at: t + out + src.server.processing + back,
                     source: i,
@@ -351,8 +358,10 @@ impl<D: DisciplineAlgorithm> Simulation<D> {
             self.discipline.source_changed();
         }
         for &(id, st) in &sel.status {
-            if matches!(st, SelectStatus::Candidate | SelectStatus::SysPeer | SelectStatus::Backup)
-                && !self.log.ever_survivor.contains(&id)
+            if matches!(
+                st,
+                SelectStatus::Candidate | SelectStatus::SysPeer | SelectStatus::Backup
+            ) && !self.log.ever_survivor.contains(&id)
             {
                 self.log.ever_survivor.push(id);
             }
@@ -361,7 +370,10 @@ impl<D: DisciplineAlgorithm> Simulation<D> {
             if !self.log.ever_peer.contains(&p) {
                 self.log.ever_peer.push(p);
             }
-            let votes = sel.survivors.iter().map(|_| self.timescale.leap_indicator(t));
+            let votes = sel
+                .survivors
+                .iter()
+                .map(|_| self.timescale.leap_indicator(t));
             self.leap.update(self.clock.read(t), leap::vote(votes));
         }
         self.peer

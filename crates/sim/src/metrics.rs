@@ -28,6 +28,9 @@ pub struct Summary {
     pub max_error: f64,
     /// RMS frequency error after sync (ppm).
     pub rms_freq_ppm: f64,
+    /// Max |error| from one hour after sync on: the steady state, without
+    /// the tail of the initial convergence (s).
+    pub max_settled: f64,
 }
 
 impl Recorder {
@@ -64,12 +67,19 @@ impl Recorder {
                 rms_error: Self::rms(&self.error[i..]),
                 max_error: self.error[i..].iter().fold(0.0, |m, e| m.max(e.abs())),
                 rms_freq_ppm: Self::rms(&self.freq_error[i..]),
+                max_settled: self
+                    .time
+                    .iter()
+                    .zip(&self.error)
+                    .filter(|(t, _)| **t >= self.time[i] + 3600.0)
+                    .fold(0.0, |m, (_, e)| m.max(e.abs())),
             },
             None => Summary {
                 sync_time: None,
                 rms_error: f64::NAN,
                 max_error: f64::NAN,
                 rms_freq_ppm: f64::NAN,
+                max_settled: f64::NAN,
             },
         }
     }
@@ -83,7 +93,13 @@ mod tests {
     fn sync_time_is_after_last_excursion() {
         let mut r = Recorder::default();
         for i in 0..1000 {
-            let e = if i < 100 { 0.1 } else if i == 300 { 0.02 } else { 1e-5 };
+            let e = if i < 100 {
+                0.1
+            } else if i == 300 {
+                0.02
+            } else {
+                1e-5
+            };
             r.record(f64::from(i), e, 0.0);
         }
         let s = r.summary();

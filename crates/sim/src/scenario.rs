@@ -76,18 +76,37 @@ pub fn run_chrony(s: ChronyScenario, algo: Algorithm) -> Outcome {
         Algorithm::Meridian => {
             let d = Discipline::new(DisciplineConfig::default());
             let init = d.initial_command();
-            finish(Simulation::new(chrony_clock(), d, sources, Timescale::default(), cfg, init))
+            finish(Simulation::new(
+                chrony_clock(),
+                d,
+                sources,
+                Timescale::default(),
+                cfg,
+                init,
+            ))
         }
         Algorithm::Rfc5905 => {
             let d = Rfc5905::new(6, 10);
             let init = meridian_algo::ClockCommand::hold(0.0, meridian_algo::DisciplineEvent::Idle);
-            finish(Simulation::new(chrony_clock(), d, sources, Timescale::default(), cfg, init))
+            finish(Simulation::new(
+                chrony_clock(),
+                d,
+                sources,
+                Timescale::default(),
+                cfg,
+                init,
+            ))
         }
     }
 }
 
 /// A simulation of Meridian's default discipline over `sources`.
-pub fn meridian(clock: SimClock, sources: Vec<SimSource>, timescale: Timescale, cfg: SimConfig) -> Simulation<Discipline> {
+pub fn meridian(
+    clock: SimClock,
+    sources: Vec<SimSource>,
+    timescale: Timescale,
+    cfg: SimConfig,
+) -> Simulation<Discipline> {
     let d = Discipline::new(DisciplineConfig::default());
     let init = d.initial_command();
     Simulation::new(clock, d, sources, timescale, cfg, init)

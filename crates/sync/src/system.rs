@@ -212,7 +212,7 @@ impl SyncCore {
         let id = self.assocs[index].id;
         let event = self.assocs[index].source.receive(reply, t4, now);
         let command = match &event {
-            SourceEvent::Updated(_) => self.update_system(now, t4, utc),
+            SourceEvent::Updated(_) => self.update_system(id, now, t4, utc),
             SourceEvent::Demobilize(KissCode::Deny | KissCode::Rstr) => {
                 self.remove(id);
                 None
@@ -222,7 +222,11 @@ impl SyncCore {
         Receipt { association: Some(id), event, command }
     }
 
-    fn update_system(&mut self, now: f64, t4: NtpTimestamp, utc: f64) -> Option<ClockCommand> {
+    /// Reselect after association `updated` produced a new filtered sample; if it is the
+    /// system peer, discipline the clock with its raw sample. The discipline weights each
+    /// sample by its own delay, so it wants the measurement itself, not the combined or
+    /// filtered offset (whose delay no longer describes it).
+    fn update_system(&mut self, updated: u16, now: f64, t4: NtpTimestamp, utc: f64) -> Option<ClockCommand> {
         let candidates: Vec<_> =
             self.assocs.iter().filter_map(|a| a.source.candidate(usize::from(a.id), now)).collect();
         let selection = select(&candidates, &self.config.select, self.system_peer.map(usize::from));
@@ -246,7 +250,15 @@ impl SyncCore {
         };
         let info = *peer.source.info()?;
         let out = peer.source.filter_output()?;
-        let command = self.discipline.update(now, selection.offset, out.delay, out.dispersion);
+        if peer.id != updated {
+            self.selection = Some(selection);
+            return None;
+        }
+        if self.sys.system_peer != Some(peer.id) {
+            self.discipline.source_changed();
+        }
+        let raw = *peer.source.last_sample()?;
+        let command = self.discipline.update(now, raw.offset, raw.delay, raw.dispersion);
         let stats = self.discipline.stats();
         self.sys = SystemVars {
             leap: if stats.synchronised || command.event == DisciplineEvent::Stepped {

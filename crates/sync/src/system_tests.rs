@@ -84,7 +84,7 @@ fn three_agreeing_servers_synchronise_at_stratum_plus_one() {
     let peer = core.associations().iter().find(|a| Some(a.id) == sys.system_peer).unwrap();
     assert_eq!(sys.reference_id, ReferenceId::from_ip(peer.addr.ip()));
     assert!(sys.root_delay >= 0.0005 + 0.004 - 1e-6, "root delay {}", sys.root_delay);
-    assert_eq!(core.status_of(peer.id), SelectStatus::SystemPeer);
+    assert_eq!(core.status_of(peer.id), SelectStatus::SysPeer);
 }
 
 #[test]
