@@ -46,7 +46,12 @@ fn raw_probe_reads_chronyd_reply() {
     // chrony's local reference: refid 127.127.1.1.
     assert_eq!(p.reply.refid, [127, 127, 1, 1], "{p:?}");
     assert!(ntp_diff(p.reply.transmit, p.reply.receive) >= 0.0, "{p:?}");
-    assert!(p.offset().abs() < 0.001, "offset {} s", p.offset());
+    assert!(
+        offset_ok(p.offset(), p.delay() / 2.0),
+        "offset {} s, delay {} s",
+        p.offset(),
+        p.delay()
+    );
     assert!(
         (0.0..0.05).contains(&p.delay()),
         "loopback delay {} s",
@@ -60,9 +65,33 @@ fn raw_probe_reads_chronyd_reply() {
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
 }
 
+/// Probe `via` `n` times from inside `ns`.
+fn probes_via(ns: &Netns, via: SocketAddr, n: usize) -> Vec<Probe> {
+    ns.run(move || {
+        (0..n)
+            .map(|_| ntp_probe(via, Duration::from_secs(2)).expect("reply via relay"))
+            .collect()
+    })
+}
+
+/// The probe with the smallest round trip: like NTP's clock filter, it is the
+/// one least disturbed by scheduling noise on a loaded machine.
+fn best(probes: &[Probe]) -> Probe {
+    *probes
+        .iter()
+        .min_by(|a, b| a.delay().total_cmp(&b.delay()))
+        .expect("at least one probe")
+}
+
+/// Any round trip beyond the configured `path` delay bounds the asymmetry
+/// the relay's scheduling may have added.
+fn slack(p: &Probe, path: f64) -> f64 {
+    0.001 + (p.delay() - path).max(0.0) / 2.0
+}
+
 /// The relay adds the configured per-direction delay: round trip ≈ sum of
-/// both directions; an asymmetric path shifts the measured offset by half
-/// the asymmetry; jitter spreads the delays within its bound.
+/// both directions (never less); an asymmetric path shifts the measured
+/// offset by half the asymmetry; jitter spreads the delays within its bound.
 #[test]
 fn relay_adds_configured_delay_and_jitter() {
     if !require_root_and_tools(&["chronyd"]) {
@@ -80,20 +109,25 @@ fn relay_adds_configured_delay_and_jitter() {
         RelayConfig::symmetric(ms(20), Duration::ZERO),
     )
     .expect("relay");
-    let via = relay.local_addr();
-    let probes: Vec<Probe> = ns.run(move || {
-        (0..4)
-            .map(|_| ntp_probe(via, Duration::from_secs(2)).expect("reply via relay"))
-            .collect()
-    });
+    let probes = probes_via(&ns, relay.local_addr(), 4);
     for p in &probes {
         assert!(
-            (0.040..0.055).contains(&p.delay()),
-            "delay {} s, want ≈ 0.040",
+            p.delay() >= 0.040,
+            "delay {} s below the relay's 40 ms",
             p.delay()
         );
-        assert!(p.offset().abs() < 0.002, "offset {} s", p.offset());
     }
+    let b = best(&probes);
+    assert!(
+        b.delay() < 0.060,
+        "best delay {} s, want ≈ 0.040",
+        b.delay()
+    );
+    assert!(
+        b.offset().abs() <= slack(&b, 0.040),
+        "{b:?}: offset {}",
+        b.offset()
+    );
     let st = relay.stats();
     assert_eq!(
         (st.to_server, st.to_client, st.dropped),
@@ -109,20 +143,18 @@ fn relay_adds_configured_delay_and_jitter() {
         ..RelayConfig::default()
     };
     let relay = Relay::start_in(Some(&ns), listen, chrony.addr, cfg).expect("relay");
-    let via = relay.local_addr();
-    let p = ns
-        .run(move || ntp_probe(via, Duration::from_secs(2)))
-        .expect("reply via asymmetric relay");
+    let b = best(&probes_via(&ns, relay.local_addr(), 3));
     assert!(
-        (0.007..0.013).contains(&p.offset()),
-        "offset {} s, want ≈ +0.010",
-        p.offset()
+        (b.offset() - 0.010).abs() <= slack(&b, 0.040),
+        "offset {} s, want ≈ +0.010 (delay {})",
+        b.offset(),
+        b.delay()
     );
-    assert!((0.040..0.055).contains(&p.delay()), "delay {}", p.delay());
+    assert!((0.040..0.060).contains(&b.delay()), "delay {}", b.delay());
     drop(relay);
 
-    // Jitter: 5 ms + U(0, 10 ms) each way → delay in [10, 30] ms (+ slack),
-    // and not all alike.
+    // Jitter: 5 ms + U(0, 10 ms) each way → delays in [10, 30] ms (plus
+    // scheduling noise), and not all alike.
     let relay = Relay::start_in(
         Some(&ns),
         listen,
@@ -130,21 +162,17 @@ fn relay_adds_configured_delay_and_jitter() {
         RelayConfig::symmetric(ms(5), ms(10)),
     )
     .expect("relay");
-    let via = relay.local_addr();
-    let delays: Vec<f64> = ns.run(move || {
-        (0..10)
-            .map(|_| {
-                ntp_probe(via, Duration::from_secs(2))
-                    .expect("reply via jittery relay")
-                    .delay()
-            })
-            .collect()
-    });
-    let (lo, hi) = delays
+    let mut delays: Vec<f64> = probes_via(&ns, relay.local_addr(), 10)
         .iter()
-        .fold((f64::MAX, f64::MIN), |(l, h), &d| (l.min(d), h.max(d)));
-    assert!(lo >= 0.010 && hi < 0.040, "delays {delays:?}");
-    assert!(hi - lo > 0.002, "jitter had no effect: {delays:?}");
+        .map(Probe::delay)
+        .collect();
+    delays.sort_by(f64::total_cmp);
+    assert!(delays[0] >= 0.010, "delays {delays:?}");
+    assert!(delays[5] < 0.032, "median too high: {delays:?}");
+    assert!(
+        delays[9] - delays[0] > 0.002,
+        "jitter had no effect: {delays:?}"
+    );
 }
 
 /// `chronyd -Q` through a 20 ms + 20 ms relay: the measurements log shows
@@ -165,12 +193,6 @@ fn chrony_query_through_relay() {
     .expect("relay");
     let via = relay.local_addr();
     let q = chrony_query(Some(&ns), via.ip(), via.port(), 10).expect("chronyd -Q succeeds");
-    assert!(
-        q.clock_wrong_by.abs() < 0.002,
-        "offset {} s\n{}",
-        q.clock_wrong_by,
-        q.output
-    );
     assert!(!q.measurements.is_empty(), "no measurements:\n{}", q.output);
     for m in &q.measurements {
         assert_eq!(m.ip, "127.0.0.1");
@@ -178,11 +200,26 @@ fn chrony_query_through_relay() {
         assert_eq!(m.leap, 'N', "{m:?}");
         assert_eq!(m.tests, "111 111 1111", "{m:?}");
         assert!(
-            (0.040..0.055).contains(&m.peer_delay),
-            "peer delay {} s, want ≈ 0.040",
+            m.peer_delay >= 0.040,
+            "peer delay {} s < 40 ms",
             m.peer_delay
         );
     }
+    let min_delay = q
+        .measurements
+        .iter()
+        .fold(f64::MAX, |a, m| a.min(m.peer_delay));
+    let max_delay = q
+        .measurements
+        .iter()
+        .fold(0.0f64, |a, m| a.max(m.peer_delay));
+    assert!(min_delay < 0.060, "peer delay {min_delay} s, want ≈ 0.040");
+    assert!(
+        q.clock_wrong_by.abs() <= 0.001 + (max_delay - 0.040) / 2.0,
+        "offset {} s\n{}",
+        q.clock_wrong_by,
+        q.output
+    );
     // And with nobody answering, chronyd -Q fails within its timeout.
     let err = chrony_query(Some(&ns), via.ip(), 9, 2).expect_err("no server on port 9");
     assert!(err.contains("Timeout reached"), "{err}");
@@ -215,7 +252,7 @@ fn ntpsec_clients_against_chronyd_on_lan() {
     assert_eq!(line.host, server);
     assert_eq!(line.stratum, 3, "{line:?}");
     assert_eq!(line.leap, "no-leap", "{line:?}");
-    assert!(line.offset.abs() < 0.001, "{line:?}");
+    assert!(offset_ok(line.offset, line.error), "{line:?}");
 
     let out = ntpsec_ntpdate_query(Some(client), &server, 2);
     assert!(out.status.success(), "{}", describe_output(&out));
@@ -225,7 +262,7 @@ fn ntpsec_clients_against_chronyd_on_lan() {
         .find_map(parse_ntpdig_line)
         .unwrap_or_else(|| panic!("no ntpdate result line:\n{}", describe_output(&out)));
     assert_eq!(line.stratum, 3, "{line:?}");
-    assert!(line.offset.abs() < 0.001, "{line:?}");
+    assert!(offset_ok(line.offset, line.error), "{line:?}");
 
     // Unanswered: 10.123.0.99 does not exist on the LAN.
     let out = ntpdig(Some(client), "10.123.0.99", 1, 1);

@@ -172,7 +172,7 @@ fn check_ntpdate_output(pid: u32, out: &Output, server: &str, started: i64) -> S
 // ---------------------------------------------------------------------------
 
 /// `meridian ntpdate -q` against `chronyd -x` (local stratum 3) on a high
-/// loopback port: exact classic output, stratum 3, sub-millisecond offset.
+/// loopback port: exact classic output, stratum 3, offset ≈ 0 (see `offset_ok`).
 #[test]
 fn ntpdate_query_against_chronyd() {
     if !require_root_and_tools(&["chronyd"]) {
@@ -188,7 +188,7 @@ fn ntpdate_query_against_chronyd() {
     let (pid, out) = meridian_ntpdate(Some(&ns), &["--port", "11123", "127.0.0.1"]);
     let s = check_ntpdate_output(pid, &out, "127.0.0.1", started);
     assert_eq!(s.stratum, 3, "{s:?}");
-    assert!(s.offset.abs() < 0.001, "{s:?}");
+    assert!(offset_ok(s.offset, s.delay / 2.0), "{s:?}");
     assert!((0.0..0.05).contains(&s.delay), "{s:?}");
 }
 
@@ -217,8 +217,9 @@ fn ntpdate_query_through_delayed_path() {
     let (pid, out) = meridian_ntpdate(Some(&ns), &["--port", &port, "127.0.0.1"]);
     let s = check_ntpdate_output(pid, &out, "127.0.0.1", started);
     assert_eq!(s.stratum, 3);
-    assert!((0.040..0.055).contains(&s.delay), "{s:?}");
-    assert!(s.offset.abs() < 0.002, "{s:?}");
+    assert!((0.040..0.060).contains(&s.delay), "{s:?}");
+    let slack = 0.001 + (s.delay - 0.040).max(0.0) / 2.0;
+    assert!(s.offset.abs() <= slack, "{s:?}");
     drop(relay);
 
     let cfg = RelayConfig {
@@ -231,8 +232,9 @@ fn ntpdate_query_through_delayed_path() {
     let started = unix_now();
     let (pid, out) = meridian_ntpdate(Some(&ns), &["--port", &port, "127.0.0.1"]);
     let s = check_ntpdate_output(pid, &out, "127.0.0.1", started);
-    assert!((0.007..0.013).contains(&s.offset), "{s:?}");
-    assert!((0.040..0.055).contains(&s.delay), "{s:?}");
+    let slack = 0.001 + (s.delay - 0.040).max(0.0) / 2.0;
+    assert!((s.offset - 0.010).abs() <= slack, "{s:?}");
+    assert!((0.040..0.060).contains(&s.delay), "{s:?}");
 }
 
 /// Nobody answers: `no server suitable for synchronization found` on stderr,
@@ -316,7 +318,7 @@ fn raw_probe_meridian_reply() {
         assert_eq!(r.origin, p.sent_xmt, "origin must echo our transmit");
         assert!(ntp_diff(r.transmit, r.receive) >= 0.0, "{p:?}");
         assert!(ntp_diff(r.transmit, r.reference) >= 0.0, "{p:?}");
-        assert!(p.offset().abs() < 0.001, "offset {}", p.offset());
+        assert!(offset_ok(p.offset(), p.delay() / 2.0), "{p:?}");
         assert!((0.0..0.05).contains(&p.delay()), "delay {}", p.delay());
     }
     let pid = std::fs::read_to_string(&m.server.pidfile).expect("pid file written");
@@ -324,7 +326,7 @@ fn raw_probe_meridian_reply() {
 }
 
 /// ntpsec's ntpdig (port 123 only) from the client namespace accepts our
-/// server: stratum 3, no-leap, |offset| < 1 ms.
+/// server: stratum 3, no-leap, offset ≈ 0 (see `offset_ok`).
 #[test]
 fn ntpdig_accepts_meridian() {
     if !require_root_and_tools(&["ntpdig"]) {
@@ -343,7 +345,7 @@ fn ntpdig_accepts_meridian() {
     assert_eq!(line.host, host, "{ctx}");
     assert_eq!(line.stratum, 3, "{ctx}");
     assert_eq!(line.leap, "no-leap", "{ctx}");
-    assert!(line.offset.abs() < 0.001, "{ctx}");
+    assert!(offset_ok(line.offset, line.error), "{ctx}");
 }
 
 /// ntpsec's `ntpdate -q` accepts our server the same way.
@@ -363,7 +365,7 @@ fn ntpsec_ntpdate_accepts_meridian() {
         .find_map(parse_ntpdig_line)
         .unwrap_or_else(|| panic!("no ntpdate result line:\n{ctx}"));
     assert_eq!(line.stratum, 3, "{ctx}");
-    assert!(line.offset.abs() < 0.001, "{ctx}");
+    assert!(offset_ok(line.offset, line.error), "{ctx}");
 }
 
 /// chrony's query-only client (`chronyd -Q`) accepts our server: every
@@ -376,13 +378,17 @@ fn chronyd_query_accepts_meridian() {
     let m = MeridianLan::new("ic-chronyq");
     let q = chrony_query(Some(m.client()), IpAddr::V4(m.lan.server_addr), 123, 10)
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(q.clock_wrong_by.abs() < 0.001, "{}", q.output);
     assert!(!q.measurements.is_empty(), "no samples:\n{}", q.output);
+    let max_delay = q
+        .measurements
+        .iter()
+        .fold(0.0f64, |m, s| m.max(s.peer_delay));
+    assert!(offset_ok(q.clock_wrong_by, max_delay / 2.0), "{}", q.output);
     for s in &q.measurements {
         assert_eq!(s.stratum, 3, "{s:?}");
         assert_eq!(s.leap, 'N', "{s:?}");
         assert_eq!(s.tests, "111 111 1111", "chrony rejected a sample: {s:?}");
-        assert!(s.offset.abs() < 0.001, "{s:?}");
+        assert!(offset_ok(s.offset, s.peer_delay / 2.0), "{s:?}");
     }
 }
 
@@ -398,7 +404,7 @@ fn meridian_ntpdate_against_meridian() {
     let (pid, out) = meridian_ntpdate(Some(m.client()), &[&host]);
     let s = check_ntpdate_output(pid, &out, &host, started);
     assert_eq!(s.stratum, 3, "{s:?}");
-    assert!(s.offset.abs() < 0.001, "{s:?}");
+    assert!(offset_ok(s.offset, s.delay / 2.0), "{s:?}");
 }
 
 // ---------------------------------------------------------------------------

@@ -269,10 +269,10 @@ fn set_clock_once(sync: &mut SyncLoop) -> Result<(), String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     while std::time::Instant::now() < deadline {
         match sync.turn(Duration::from_millis(500)) {
-            LoopEvent::ClockUpdated => {
-                let sys = sync.system();
-                tracing::info!("ntpd: time set {:+.6}s", sys.offset);
-                println!("ntpd: time set {:+.6}s", sys.offset);
+            LoopEvent::ClockUpdated { stepped, offset } => {
+                // Classic ntpd -q's closing line, which boot scripts grep for.
+                let verb = if stepped { "set" } else { "slew" };
+                println!("ntpd: time {verb} {offset:+.6}s");
                 sync.save_drift();
                 return Ok(());
             }

@@ -42,12 +42,17 @@ pub struct SyncFlags {
 }
 
 /// What happened in one turn of the loop that the daemon must act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum LoopEvent {
     /// Nothing special.
     Idle,
-    /// The clock was set or updated by the discipline.
-    ClockUpdated,
+    /// The discipline corrected the clock by `offset` seconds, by a step or a slew.
+    ClockUpdated {
+        /// Whether it was a step.
+        stepped: bool,
+        /// The correction, seconds.
+        offset: f64,
+    },
     /// The offset is beyond the panic threshold: classic ntpd exits here.
     Panic,
 }
@@ -382,9 +387,10 @@ impl SyncLoop {
             return LoopEvent::Panic;
         }
         command.apply(&mut ClockDriver::new(self.clock.as_mut(), &mut self.failures));
-        match command.event {
-            DisciplineEvent::Stepped | DisciplineEvent::Updated | DisciplineEvent::Initialised => LoopEvent::ClockUpdated,
-            _ => LoopEvent::Idle,
+        match (command.step, command.slew) {
+            (Some(offset), _) => LoopEvent::ClockUpdated { stepped: true, offset },
+            (None, Some(offset)) => LoopEvent::ClockUpdated { stepped: false, offset },
+            (None, None) => LoopEvent::Idle,
         }
     }
 
