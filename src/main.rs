@@ -14,14 +14,20 @@ usage: meridian <command> [options]
 commands:
   ntpd      the NTP daemon (classic ntpd flags; --observe never adjusts the clock)
   ntpdate   query servers once and set the clock (classic ntpdate flags)
+  ntpq      query a daemon over mode 6 (classic ntpq commands: -p, -c rv, ...)
+  ntpstat   show whether the local daemon is synchronised
+  keygen    write a symmetric key file (ntp.keys format) to standard output
 
-Installed as links named ntpd or ntpdate, the binary behaves as that program.
+Installed as links named ntpd, ntpdate, ntpq or ntpstat, the binary behaves as that program.
 ";
 
 fn run_tool(name: &str, args: Vec<OsString>) -> Option<ExitCode> {
     match name {
         "ntpd" => Some(meridian_daemon::main(args)),
         "ntpdate" => Some(meridian_tools::ntpdate::main(args)),
+        "ntpq" => Some(meridian_tools::ntpq::main(args)),
+        "ntpstat" => Some(meridian_tools::ntpstat::main(args)),
+        "keygen" => Some(meridian_tools::keygen::main(args)),
         _ => None,
     }
 }

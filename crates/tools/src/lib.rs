@@ -1,4 +1,4 @@
-//! The classic front ends: `ntpdate`, and (with the control issue) `ntpq` and `ntpstat`.
+//! The classic front ends: `ntpdate`, `ntpq` and `ntpstat`.
 //!
 //! Each tool is a module with a `main(args) -> ExitCode` that the `meridian` binary calls,
 //! either as a subcommand or when installed under the classic name. Output formats follow
@@ -6,5 +6,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod keygen;
+pub mod mode6_client;
 pub mod ntpdate;
+pub mod ntpq;
+pub mod ntpstat;
 mod query;

@@ -8,6 +8,10 @@
 //! server 192.168.44.130, stratum 3, offset 0.034930, delay 0.02579
 //! 29 Sep 22:59:31 ntpdate[5323]: adjust time server 192.168.44.130 offset 0.034930 sec
 //! ```
+//!
+//! `-a KEYID -k KEYFILE` authenticates with a symmetric key: requests carry its MAC and
+//! replies without a valid MAC for it are ignored (said why with `-d`), so a server that
+//! cannot authenticate ends in "no server suitable for synchronization found".
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -20,7 +24,7 @@ use meridian_clock::Clock;
 use meridian_os::KernelClock;
 use meridian_proto::{KissCode, ReplyError, Sample};
 
-use crate::query::{QueryOutcome, QuerySocket};
+use crate::query::{ClientAuth, QueryOutcome, QuerySocket};
 
 /// Offsets at or above this are stepped rather than slewed (classic ntpdate's CLOCK_ADJ).
 pub const STEP_THRESHOLD: f64 = 0.5;
@@ -39,7 +43,7 @@ pub struct Args {
     /// Resolve host names to IPv6 addresses only.
     #[arg(short = '6')]
     pub ipv6: bool,
-    /// Authenticate with key KEYID (symmetric keys arrive with the authentication work).
+    /// Authenticate with key KEYID of the key file: sign requests, accept only replies signed with it.
     #[arg(short = 'a', value_name = "KEYID")]
     pub key: Option<u16>,
     /// Always slew (adjtime), even for large offsets.
@@ -51,7 +55,8 @@ pub struct Args {
     /// Debug: go through all the steps and print them, but do not adjust the clock.
     #[arg(short = 'd')]
     pub debug: bool,
-    /// Authentication delay in seconds (accepted for compatibility).
+    /// Authentication delay in seconds (accepted for compatibility; Meridian computes the MAC
+    /// before taking the send time, so there is nothing to compensate).
     #[arg(short = 'e', value_name = "AUTHDELAY", default_value_t = 0.0)]
     pub authdelay: f64,
     /// Key file.
@@ -110,14 +115,11 @@ impl ServerResult {
 
 /// Choose the server to trust: lowest stratum, then shortest distance.
 pub fn choose_server(results: &[ServerResult]) -> Option<&ServerResult> {
-    results
-        .iter()
-        .filter(|r| r.best.is_some())
-        .min_by(|a, b| {
-            let sa = a.best.as_ref().map_or(u8::MAX, |s| s.stratum);
-            let sb = b.best.as_ref().map_or(u8::MAX, |s| s.stratum);
-            sa.cmp(&sb).then(a.distance().total_cmp(&b.distance()))
-        })
+    results.iter().filter(|r| r.best.is_some()).min_by(|a, b| {
+        let sa = a.best.as_ref().map_or(u8::MAX, |s| s.stratum);
+        let sb = b.best.as_ref().map_or(u8::MAX, |s| s.stratum);
+        sa.cmp(&sb).then(a.distance().total_cmp(&b.distance()))
+    })
 }
 
 /// The `-q` line for one server, as classic ntpdate prints it.
@@ -187,15 +189,25 @@ impl Logger {
 fn resolve(args: &Args, name: &str) -> Vec<SocketAddr> {
     match (name, args.port).to_socket_addrs() {
         Ok(addrs) => addrs
-            .filter(|a| !(args.ipv4 && a.is_ipv6()) && !(args.ipv6 && a.is_ipv4()))
+            .filter(|a| !((args.ipv4 && a.is_ipv6()) || (args.ipv6 && a.is_ipv4())))
             .take(1)
             .collect(),
         Err(_) => Vec::new(),
     }
 }
 
-fn query_server(args: &Args, clock: &dyn Clock, addr: SocketAddr, log: &Logger) -> ServerResult {
-    let mut result = ServerResult { addr, best: None, rate_limited: false };
+fn query_server(
+    args: &Args,
+    clock: &dyn Clock,
+    addr: SocketAddr,
+    auth: Option<&ClientAuth>,
+    log: &Logger,
+) -> ServerResult {
+    let mut result = ServerResult {
+        addr,
+        best: None,
+        rate_limited: false,
+    };
     let mut socket = match QuerySocket::for_target(addr) {
         Ok(s) => s,
         Err(e) => {
@@ -212,7 +224,7 @@ fn query_server(args: &Args, clock: &dyn Clock, addr: SocketAddr, log: &Logger) 
         if args.debug {
             println!("transmit({})", addr.ip());
         }
-        match socket.query(clock, addr, args.version, timeout) {
+        match socket.query(clock, addr, args.version, timeout, auth) {
             Ok(QueryOutcome::Sample(sample)) => {
                 if args.debug {
                     println!(
@@ -234,12 +246,20 @@ fn query_server(args: &Args, clock: &dyn Clock, addr: SocketAddr, log: &Logger) 
                 break;
             }
             Ok(QueryOutcome::Rejected(ReplyError::Kiss(code))) => {
-                log.error(&format!("{}: kiss-o'-death {code:?}, server refuses us", addr.ip()));
+                log.error(&format!(
+                    "{}: kiss-o'-death {code:?}, server refuses us",
+                    addr.ip()
+                ));
                 break;
             }
             Ok(QueryOutcome::Rejected(e)) => {
                 if args.debug {
                     println!("receive({}): rejected: {e}", addr.ip());
+                }
+            }
+            Ok(QueryOutcome::Unauthentic(why)) => {
+                if args.debug {
+                    println!("receive({}): authentication failed: {why}", addr.ip());
                 }
             }
             Ok(QueryOutcome::Timeout) => {
@@ -256,6 +276,24 @@ fn query_server(args: &Args, clock: &dyn Clock, addr: SocketAddr, log: &Logger) 
     result
 }
 
+/// Reads `-k KEYFILE` for `-a KEYID`, printing the file's diagnostics; fails with classic
+/// ntpdate's messages when the file cannot be read or lacks the key.
+fn load_auth(args: &Args, key_id: u16, log: &Logger) -> Result<ClientAuth, ()> {
+    let name = args.keyfile.display().to_string();
+    let text = match std::fs::read(&args.keyfile) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => {
+            log.error(&format!("no key file <{name}>, exiting"));
+            return Err(());
+        }
+    };
+    let (diagnostics, auth) = ClientAuth::from_keys_text(&text, &name, key_id);
+    for d in &diagnostics {
+        log.error(&d.to_string());
+    }
+    auth.map_err(|msg| log.error(&msg))
+}
+
 /// Run `ntpdate` with these arguments (the first is the program name).
 pub fn main<I, T>(argv: I) -> ExitCode
 where
@@ -266,21 +304,28 @@ where
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     run(&args)
 }
 
 fn run(args: &Args) -> ExitCode {
-    let log = Logger { syslog: args.syslog };
+    let log = Logger {
+        syslog: args.syslog,
+    };
     if args.verbose {
         log.info(&format!("ntpdate (Meridian {})", env!("CARGO_PKG_VERSION")));
     }
-    if args.key.is_some() {
-        log.error("-a: symmetric-key authentication is not available in this build");
-        return ExitCode::FAILURE;
-    }
+    let auth = match args.key.map(|id| load_auth(args, id, &log)) {
+        None => None,
+        Some(Ok(auth)) => Some(auth),
+        Some(Err(())) => return ExitCode::FAILURE,
+    };
     let mut clock = KernelClock::new();
     let mut results = Vec::new();
     for name in &args.servers {
@@ -290,7 +335,7 @@ fn run(args: &Args) -> ExitCode {
             continue;
         }
         for addr in addrs {
-            results.push(query_server(args, &clock, addr, &log));
+            results.push(query_server(args, &clock, addr, auth.as_ref(), &log));
         }
     }
     if args.query_only || args.debug {
@@ -308,7 +353,11 @@ fn run(args: &Args) -> ExitCode {
     if args.query_only || args.debug {
         return ExitCode::SUCCESS;
     }
-    let applied = if step { clock.step(sample.offset) } else { clock.slew(sample.offset) };
+    let applied = if step {
+        clock.step(sample.offset)
+    } else {
+        clock.slew(sample.offset)
+    };
     match applied {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -343,7 +392,11 @@ mod tests {
     }
 
     fn result(ip: &str, s: Option<Sample>) -> ServerResult {
-        ServerResult { addr: format!("{ip}:123").parse().unwrap(), best: s, rate_limited: false }
+        ServerResult {
+            addr: format!("{ip}:123").parse().unwrap(),
+            best: s,
+            rate_limited: false,
+        }
     }
 
     fn args(extra: &[&str]) -> Args {
@@ -383,7 +436,10 @@ mod tests {
             result("10.0.0.3", Some(sample(2, 0.0, 0.010))),
             result("10.0.0.4", None),
         ];
-        assert_eq!(choose_server(&results).unwrap().addr.ip().to_string(), "10.0.0.3");
+        assert_eq!(
+            choose_server(&results).unwrap().addr.ip().to_string(),
+            "10.0.0.3"
+        );
         assert!(choose_server(&[result("10.0.0.4", None)]).is_none());
     }
 
@@ -400,12 +456,37 @@ mod tests {
     fn classic_flags_parse_with_classic_defaults() {
         let a = args(&[]);
         assert_eq!((a.samples, a.version, a.timeout, a.port), (4, 4, 2.0, 123));
-        let a = Args::try_parse_from(["ntpdate", "-q", "-u", "-p", "8", "-t", "0.4", "-o", "3", "h1", "h2"]).unwrap();
+        let a = Args::try_parse_from([
+            "ntpdate", "-q", "-u", "-p", "8", "-t", "0.4", "-o", "3", "h1", "h2",
+        ])
+        .unwrap();
         assert!(a.query_only && a.unprivileged);
         assert_eq!((a.samples, a.version, a.timeout), (8, 3, 0.4));
         assert_eq!(a.servers, vec!["h1", "h2"]);
         assert!(Args::try_parse_from(["ntpdate", "-p", "9", "h"]).is_err());
         assert!(Args::try_parse_from(["ntpdate", "-b", "-B", "h"]).is_err());
         assert!(Args::try_parse_from(["ntpdate"]).is_err());
+    }
+
+    #[test]
+    fn a_and_k_load_the_key_or_fail_like_classic_ntpdate() {
+        let log = Logger { syslog: false };
+        let path =
+            std::env::temp_dir().join(format!("meridian-ntpdate-{}.keys", std::process::id()));
+        std::fs::write(&path, "1 MD5 abcdefgh\n").unwrap();
+        let k = path.to_str().unwrap();
+        let parsed = args(&["-a", "1", "-k", k]);
+        assert_eq!(
+            (parsed.key, parsed.keyfile.as_path()),
+            (Some(1), path.as_path())
+        );
+        assert!(load_auth(&parsed, 1, &log).is_ok());
+        assert!(
+            load_auth(&args(&["-a", "2", "-k", k]), 2, &log).is_err(),
+            "key not in file"
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert!(load_auth(&parsed, 1, &log).is_err(), "no key file");
+        assert_eq!(args(&[]).keyfile.as_os_str(), "/etc/ntp.keys");
     }
 }
