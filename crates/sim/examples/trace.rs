@@ -1,4 +1,5 @@
-//! Debug trace of one chrony-scenario run: error every 10 minutes.
+//! Debug trace of one chrony-scenario run through the sync core: error and
+//! frequency error every 10 minutes (or every `step` s).
 use meridian_sim::scenario::{chrony_clock, good_sources};
 use meridian_sim::{driver::SimConfig, network::Jitter, server::Timescale};
 

@@ -9,7 +9,7 @@
 
 use meridian_algo::{ClockCommand, DisciplineEvent};
 
-use crate::driver::DisciplineAlgorithm;
+use crate::direct::DisciplineAlgorithm;
 
 const STEPT: f64 = 0.128;
 const WATCH: f64 = 900.0;

@@ -1,22 +1,27 @@
-//! The simulation driver: polls servers, runs the on-wire exchange, and
-//! feeds the samples through filter → select → discipline exactly as the
-//! daemon does, then applies the resulting commands to the simulated clock.
+//! The algorithm-direct driver: calls filter → select → a discipline
+//! directly, without the sync core's associations or packets.
 //!
-//! Timestamps are those of a real exchange: T1 and T4 read the simulated
-//! client clock, T2 and T3 the server's version of UTC. Events happen in
-//! true-time order: one-second ticks (wander, leap, recording), polls and
-//! packet arrivals.
+//! It exists to compare disciplines that are not Meridian's — the RFC 5905
+//! PLL/FLL baseline ([`crate::baseline`]) — in the same simulated world, and
+//! to cross-check Meridian's discipline outside the sync core. Meridian itself
+//! is simulated through [`crate::driver::Simulation`], which runs the
+//! daemon's `SyncCore`.
+//!
+//! Timestamps are those of an exchange (as `f64` seconds, no wire format): T1
+//! and T4 read the simulated client clock, T2 and T3 the server's version of
+//! UTC. Events happen in true-time order: one-second ticks (wander, leap,
+//! recording), polls and packet arrivals.
 
 use meridian_algo::{
     leap, select, Candidate, ClockCommand, ClockControl, ClockFilter, Discipline, FilterResult,
-    LeapState, Sample, SelectConfig, SelectStatus,
+    LeapState, Sample, SelectStatus,
 };
 
 use crate::clock::SimClock;
+use crate::driver::{RunLog, SimConfig, SimSource};
 use crate::metrics::Recorder;
-use crate::network::Network;
 use crate::rng::SimRng;
-use crate::server::{SimServer, Timescale};
+use crate::server::Timescale;
 
 /// What the driver needs from a discipline; implemented by Meridian's and
 /// by the RFC 5905 baseline so both run in the same harness.
@@ -46,77 +51,14 @@ impl DisciplineAlgorithm for Discipline {
     }
 }
 
-/// A server together with its path and the client's per-source state.
+/// A server and its path, with this driver's per-source client state.
 #[derive(Clone, Debug)]
-pub struct SimSource {
-    /// The server.
-    pub server: SimServer,
-    /// The path to it.
-    pub network: Network,
+struct DirectSource {
+    link: SimSource,
     filter: ClockFilter,
     reach: u8,
     next_poll: f64,
     bursts_left: u32,
-}
-
-impl SimSource {
-    /// Source for `server` over `network`.
-    pub fn new(server: SimServer, network: Network) -> Self {
-        Self {
-            server,
-            network,
-            filter: ClockFilter::new(2f64.powi(-20)),
-            reach: 0,
-            next_poll: 0.0,
-            bursts_left: 0,
-        }
-    }
-}
-
-/// Harness options.
-#[derive(Clone, Debug)]
-pub struct SimConfig {
-    /// Simulated duration (s).
-    pub duration: f64,
-    /// Send 8 packets 2 s apart at start (ntpd `iburst`).
-    pub iburst: bool,
-    /// Selection tunables.
-    pub select: SelectConfig,
-    /// Seed for all randomness.
-    pub seed: u64,
-    /// Client timestamp precision (s).
-    pub precision: f64,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        Self {
-            duration: 86_400.0,
-            iburst: true,
-            select: SelectConfig::default(),
-            seed: 1,
-            precision: 2f64.powi(-24),
-        }
-    }
-}
-
-/// What happened during a run besides the error trace.
-#[derive(Clone, Debug, Default)]
-pub struct RunLog {
-    /// `(true time, id)` every time the system peer changed.
-    pub peer_changes: Vec<(f64, Option<usize>)>,
-    /// Ids that were ever survivors.
-    pub ever_survivor: Vec<usize>,
-    /// Ids that were ever system peer.
-    pub ever_peer: Vec<usize>,
-    /// `(true time, amount)` of discipline-commanded steps.
-    pub steps: Vec<(f64, f64)>,
-    /// `(true time, amount)` of leap seconds applied to the clock.
-    pub leaps: Vec<(f64, f64)>,
-    /// Poll exponents used, one per discipline update.
-    pub polls: Vec<i8>,
-    /// Discipline updates.
-    pub updates: u64,
 }
 
 struct Arrival {
@@ -127,14 +69,13 @@ struct Arrival {
     t3: f64,
 }
 
-/// A complete simulated client.
-pub struct Simulation<D: DisciplineAlgorithm> {
+/// A complete simulated client, driving a discipline directly.
+pub struct DirectSimulation<D: DisciplineAlgorithm> {
     /// The client clock.
     pub clock: SimClock,
     /// The discipline under test.
     pub discipline: D,
-    /// Sources.
-    pub sources: Vec<SimSource>,
+    sources: Vec<DirectSource>,
     /// UTC definition.
     pub timescale: Timescale,
     /// Options.
@@ -143,14 +84,18 @@ pub struct Simulation<D: DisciplineAlgorithm> {
     pub recorder: Recorder,
     /// Event log.
     pub log: RunLog,
-    rng: SimRng,
+    /// Oscillator wander; network and timestamp noise: the same streams as
+    /// the sync-core driver draws, in the same order for one source, so
+    /// both clients see identical clocks and packets.
+    wander_rng: SimRng,
+    net_rng: SimRng,
     leap: LeapState,
     peer: Option<usize>,
     arrivals: Vec<Arrival>,
     now: f64,
 }
 
-impl<D: DisciplineAlgorithm> Simulation<D> {
+impl<D: DisciplineAlgorithm> DirectSimulation<D> {
     /// Assemble a simulation; `initial` is applied to the clock first
     /// (e.g. the drift-file frequency).
     pub fn new(
@@ -163,7 +108,17 @@ impl<D: DisciplineAlgorithm> Simulation<D> {
     ) -> Self {
         let mut clock = clock;
         initial.apply(&mut clock);
-        let rng = SimRng::new(config.seed);
+        let (wander_rng, net_rng) = crate::driver::random_streams(config.seed);
+        let sources = sources
+            .into_iter()
+            .map(|link| DirectSource {
+                link,
+                filter: ClockFilter::new(2f64.powi(-20)),
+                reach: 0,
+                next_poll: 0.0,
+                bursts_left: 0,
+            })
+            .collect();
         let mut sim = Self {
             clock,
             discipline,
@@ -172,7 +127,8 @@ impl<D: DisciplineAlgorithm> Simulation<D> {
             config,
             recorder: Recorder::default(),
             log: RunLog::default(),
-            rng,
+            wander_rng,
+            net_rng,
             leap: LeapState::new(),
             peer: None,
             arrivals: Vec::new(),
@@ -248,7 +204,7 @@ impl<D: DisciplineAlgorithm> Simulation<D> {
         let err = self.clock.read(self.now) - self.timescale.utc(self.now);
         self.recorder
             .record(self.now, err, self.clock.frequency_error_ppm());
-        self.clock.wander(1.0, &mut self.rng);
+        self.clock.wander(1.0, &mut self.wander_rng);
     }
 
     fn poll_interval(&self) -> f64 {
@@ -267,18 +223,17 @@ impl<D: DisciplineAlgorithm> Simulation<D> {
         }
         src.reach <<= 1;
         let t1 = self.clock.read(t);
-        match src.network.exchange(t, &mut self.rng) {
+        let server = &src.link.server;
+        match src.link.network.exchange(t, &mut self.net_rng) {
             Some((out, back)) => {
-                let t2 = src
-                    .server
-                    .timestamp(&self.timescale, t + out, &mut self.rng);
-                let t3 = src.server.timestamp(
+                let t2 = server.timestamp(&self.timescale, t + out, &mut self.net_rng);
+                let t3 = server.timestamp(
                     &self.timescale,
-                    t + out + src.server.processing,
-                    &mut self.rng,
+                    t + out + server.processing,
+                    &mut self.net_rng,
                 );
                 self.arrivals.push(Arrival {
-                    at: t + out + src.server.processing + back,
+                    at: t + out + server.processing + back,
                     source: i,
                     t1,
                     t2,
@@ -291,12 +246,12 @@ impl<D: DisciplineAlgorithm> Simulation<D> {
 
     fn arrive(&mut self, a: Arrival) {
         let prec = self.config.precision;
-        let t4 = self.clock.read(self.now) + prec * self.rng.uniform();
+        let t4 = self.clock.read(self.now) + prec * self.net_rng.uniform();
         let t1 = a.t1;
         let offset = ((a.t2 - t1) + (a.t3 - t4)) / 2.0;
         let delay = (t4 - t1) - (a.t3 - a.t2);
         let src = &mut self.sources[a.source];
-        let dispersion = src.server.precision + prec + meridian_algo::filter::PHI * delay;
+        let dispersion = src.link.server.precision + prec + meridian_algo::filter::PHI * delay;
         src.reach |= 1;
         let interval = self.poll_interval();
         let src = &mut self.sources[a.source];
@@ -339,10 +294,10 @@ impl<D: DisciplineAlgorithm> Simulation<D> {
                 Some(Candidate {
                     id: i,
                     offset: o.offset,
-                    delay: o.delay + s.server.root_delay,
-                    dispersion: s.filter.dispersion_at(now) + s.server.root_dispersion,
+                    delay: o.delay + s.link.server.root_delay,
+                    dispersion: s.filter.dispersion_at(now) + s.link.server.root_dispersion,
                     jitter: o.jitter,
-                    stratum: s.server.stratum,
+                    stratum: s.link.server.stratum,
                     leap: self.timescale.leap_indicator(t),
                     prefer: false,
                     noselect: false,

@@ -21,6 +21,11 @@ impl SimRng {
         self.0.gen::<f64>()
     }
 
+    /// 64 uniformly random bits (e.g. a request's nonce).
+    pub fn bits(&mut self) -> u64 {
+        self.0.gen::<u64>()
+    }
+
     /// Standard normal (Box–Muller; one value per call keeps it simple).
     pub fn normal(&mut self) -> f64 {
         let u1 = 1.0 - self.uniform(); // (0, 1]: ln() stays finite

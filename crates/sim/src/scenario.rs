@@ -6,21 +6,26 @@
 //! direction with exponentially distributed extra delay (the "jitter") on
 //! both directions, using default polling.
 
-use meridian_algo::{Discipline, DisciplineConfig};
+use meridian_algo::{ClockCommand, Discipline, DisciplineConfig, DisciplineEvent};
 
 use crate::baseline::Rfc5905;
 use crate::clock::SimClock;
-use crate::driver::{DisciplineAlgorithm, SimConfig, SimSource, Simulation};
-use crate::metrics::Summary;
+use crate::direct::{DirectSimulation, DisciplineAlgorithm};
+use crate::driver::{RunLog, SimConfig, SimSource, Simulation};
+use crate::metrics::{Recorder, Summary};
 use crate::network::{Jitter, Network};
 use crate::server::{SimServer, Timescale};
 
-/// Which discipline to run.
+/// Which client to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
-    /// Meridian's Kalman discipline.
+    /// Meridian as the daemon runs it: `SyncCore` (associations, packets,
+    /// filter, selection, Kalman discipline).
     Meridian,
-    /// RFC 5905 PLL/FLL reference.
+    /// Meridian's discipline fed by the algorithm-direct driver, without the
+    /// sync core: a cross-check of the core's plumbing.
+    MeridianDirect,
+    /// RFC 5905 PLL/FLL reference, through the algorithm-direct driver.
     Rfc5905,
 }
 
@@ -46,27 +51,37 @@ pub struct Outcome {
     pub steps: usize,
 }
 
+impl Outcome {
+    fn of(recorder: &Recorder, log: &RunLog) -> Self {
+        let p = &log.polls;
+        Outcome {
+            summary: recorder.summary(),
+            mean_poll: p.iter().map(|&x| f64::from(x)).sum::<f64>() / p.len().max(1) as f64,
+            steps: log.steps.len(),
+        }
+    }
+}
+
 /// The client clock of the chrony scenario.
 pub fn chrony_clock() -> SimClock {
     SimClock::new(-0.1, 100.0, 1.0)
 }
 
-fn finish<D: DisciplineAlgorithm>(mut sim: Simulation<D>) -> Outcome {
+fn direct<D: DisciplineAlgorithm>(
+    d: D,
+    init: ClockCommand,
+    sources: Vec<SimSource>,
+    cfg: SimConfig,
+) -> Outcome {
+    let mut sim =
+        DirectSimulation::new(chrony_clock(), d, sources, Timescale::default(), cfg, init);
     sim.run();
-    let p = &sim.log.polls;
-    Outcome {
-        summary: sim.recorder.summary(),
-        mean_poll: p.iter().map(|&x| f64::from(x)).sum::<f64>() / p.len().max(1) as f64,
-        steps: sim.log.steps.len(),
-    }
+    Outcome::of(&sim.recorder, &sim.log)
 }
 
 /// Run the chrony scenario with `algo`.
 pub fn run_chrony(s: ChronyScenario, algo: Algorithm) -> Outcome {
-    let sources = vec![SimSource::new(
-        SimServer::good(),
-        Network::new(100e-6, Jitter::Exponential(s.jitter)),
-    )];
+    let sources = good_sources(1, 100e-6, Jitter::Exponential(s.jitter));
     let cfg = SimConfig {
         duration: s.duration,
         seed: s.seed,
@@ -74,42 +89,33 @@ pub fn run_chrony(s: ChronyScenario, algo: Algorithm) -> Outcome {
     };
     match algo {
         Algorithm::Meridian => {
+            let mut sim = meridian(chrony_clock(), sources, Timescale::default(), cfg);
+            sim.run();
+            Outcome::of(&sim.recorder, &sim.log)
+        }
+        Algorithm::MeridianDirect => {
             let d = Discipline::new(DisciplineConfig::default());
             let init = d.initial_command();
-            finish(Simulation::new(
-                chrony_clock(),
-                d,
-                sources,
-                Timescale::default(),
-                cfg,
-                init,
-            ))
+            direct(d, init, sources, cfg)
         }
-        Algorithm::Rfc5905 => {
-            let d = Rfc5905::new(6, 10);
-            let init = meridian_algo::ClockCommand::hold(0.0, meridian_algo::DisciplineEvent::Idle);
-            finish(Simulation::new(
-                chrony_clock(),
-                d,
-                sources,
-                Timescale::default(),
-                cfg,
-                init,
-            ))
-        }
+        Algorithm::Rfc5905 => direct(
+            Rfc5905::new(6, 10),
+            ClockCommand::hold(0.0, DisciplineEvent::Idle),
+            sources,
+            cfg,
+        ),
     }
 }
 
-/// A simulation of Meridian's default discipline over `sources`.
+/// A simulation of Meridian as the daemon runs it (its `SyncCore`) over
+/// `sources`, configured by `cfg`.
 pub fn meridian(
     clock: SimClock,
     sources: Vec<SimSource>,
     timescale: Timescale,
     cfg: SimConfig,
-) -> Simulation<Discipline> {
-    let d = Discipline::new(DisciplineConfig::default());
-    let init = d.initial_command();
-    Simulation::new(clock, d, sources, timescale, cfg, init)
+) -> Simulation {
+    Simulation::new(clock, sources, timescale, cfg)
 }
 
 /// `n` good stratum-1 sources over identical paths.

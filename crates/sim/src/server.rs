@@ -3,9 +3,26 @@
 //! [`Timescale`] is UTC as a function of true (physical) time: it can
 //! contain an inserted leap second and steps (e.g. the whole reference
 //! being moved). A [`SimServer`] serves that UTC, possibly with its own
-//! constant error (a falseticker), at a given precision.
+//! constant error (a falseticker), at a given precision. [`SimServer::answer`]
+//! turns a request datagram into the reply datagram a real server would send,
+//! through `meridian_proto`'s own reply builder.
+
+use meridian_proto::{
+    build_server_reply, LeapIndicator, NtpHeader, NtpShort, NtpTimestamp, ReferenceId, ServerState,
+    DEFAULT_MIN_POLL, HEADER_LEN,
+};
 
 use crate::rng::SimRng;
+
+/// The simulator's UTC origin as Unix seconds: 2026-01-01T00:00:00Z. Simulated
+/// UTC (and simulated clock readings) count seconds from it, so it being a UTC
+/// midnight puts leap seconds at multiples of a day, as in real UTC.
+pub const EPOCH_UNIX: i64 = 1_767_225_600;
+
+/// NTP timestamp of simulated UTC (or clock reading) `secs`.
+pub fn ntp_time(secs: f64) -> NtpTimestamp {
+    NtpTimestamp::from_unix(EPOCH_UNIX, 0).add_seconds(secs)
+}
 
 /// UTC as a function of true time.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -70,6 +87,38 @@ impl SimServer {
     /// The server's timestamp at true time `t`.
     pub fn timestamp(&self, scale: &Timescale, t: f64, rng: &mut SimRng) -> f64 {
         scale.utc(t) + self.offset + self.precision * rng.uniform()
+    }
+
+    /// The reply to the request datagram `request` that reached the server at true
+    /// time `t`: receive timestamp at `t`, transmit timestamp `processing` later,
+    /// both read from the server's clock. `None` for a datagram a server would drop
+    /// (not a decodable header).
+    pub fn answer(
+        &self,
+        request: &[u8; HEADER_LEN],
+        scale: &Timescale,
+        t: f64,
+        rng: &mut SimRng,
+    ) -> Option<[u8; HEADER_LEN]> {
+        let request = NtpHeader::decode(request).ok()?;
+        let t2 = self.timestamp(scale, t, rng);
+        let t3 = self.timestamp(scale, t + self.processing, rng);
+        let state = ServerState {
+            leap: LeapIndicator::from_bits(scale.leap_indicator(t)),
+            stratum: self.stratum,
+            // The wire carries a power of two.
+            precision: self.precision.log2().round().clamp(-128.0, 0.0) as i8,
+            root_delay: NtpShort::from_seconds_f64(self.root_delay),
+            root_dispersion: NtpShort::from_seconds_f64(self.root_dispersion),
+            reference_id: ReferenceId::from_ascii(b"GPS"),
+            // A stratum-1 server updates its clock every second or so.
+            reference_ts: ntp_time((t2 - 1.0).floor()),
+            min_poll: DEFAULT_MIN_POLL,
+        };
+        let reply = build_server_reply(&request, &state, ntp_time(t2), ntp_time(t3));
+        let mut bytes = [0u8; HEADER_LEN];
+        reply.encode(&mut bytes);
+        Some(bytes)
     }
 }
 

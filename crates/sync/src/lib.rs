@@ -14,5 +14,7 @@ mod poll;
 pub mod source;
 pub mod system;
 
-pub use source::{PeerInfo, Source, SourceEvent, SourceOptions, BURST_INTERVAL, BURST_LENGTH, UNREACH_BACKOFF};
-pub use system::{AssocKind, Association, Receipt, SyncConfig, SyncCore, SystemVars};
+pub use source::{
+    PeerInfo, Source, SourceEvent, SourceOptions, BURST_INTERVAL, BURST_LENGTH, UNREACH_BACKOFF,
+};
+pub use system::{AssocKind, Association, LeapSecond, Receipt, SyncConfig, SyncCore, SystemVars};

@@ -19,7 +19,13 @@ impl PollState {
     /// Start at `minpoll`, first request at `first_at`.
     pub fn new(minpoll: i8, maxpoll: i8, first_at: f64) -> Self {
         let maxpoll = maxpoll.max(minpoll);
-        PollState { minpoll, maxpoll, hpoll: minpoll, next_at: first_at, burst_left: 0 }
+        PollState {
+            minpoll,
+            maxpoll,
+            hpoll: minpoll,
+            next_at: first_at,
+            burst_left: 0,
+        }
     }
 
     /// Current log2 poll interval.
@@ -41,7 +47,11 @@ impl PollState {
     pub fn on_transmit(&mut self, now: f64, unreachable: bool, iburst: bool, burst: bool) -> bool {
         if self.burst_left > 0 {
             self.burst_left -= 1;
-            self.next_at = if self.burst_left > 0 { now + BURST_INTERVAL } else { now + self.interval() };
+            self.next_at = if self.burst_left > 0 {
+                now + BURST_INTERVAL
+            } else {
+                now + self.interval()
+            };
             return false;
         }
         let train = (iburst && unreachable) || (burst && !unreachable);
@@ -64,13 +74,18 @@ impl PollState {
         self.hpoll = new;
     }
 
-    /// Unreachable for long: poll less often, up to maxpoll.
+    /// Unreachable for long: poll less often, up to maxpoll. An `iburst` train that
+    /// this poll started still goes out (as ntpd keeps its retries while unreachable):
+    /// it is what finds a returning server within seconds, instead of after the four
+    /// backed-off polls the clock filter needs before the source is selectable again.
+    /// The longer interval applies after the train.
     pub fn back_off(&mut self, now: f64) {
         if self.hpoll < self.maxpoll {
             self.hpoll += 1;
         }
-        self.burst_left = 0;
-        self.next_at = self.next_at.max(now + self.interval());
+        if self.burst_left == 0 {
+            self.next_at = self.next_at.max(now + self.interval());
+        }
     }
 
     /// The server sent RATE: never poll faster than it asks, nor than before, stop any

@@ -11,7 +11,8 @@
 //! scheduling) and NTP timestamps of the disciplined clock (for the exchange itself).
 use meridian_algo::{Candidate, ClockFilter, FilterOutput, FilterResult, Sample as FilterSample};
 use meridian_proto::{
-    new_client_request, Exchange, KissCode, LeapIndicator, NtpHeader, NtpTimestamp, ReferenceId, ReplyError, Sample,
+    new_client_request, Exchange, KissCode, LeapIndicator, NtpHeader, NtpTimestamp, ReferenceId,
+    ReplyError, Sample,
 };
 
 use crate::poll;
@@ -41,7 +42,15 @@ pub struct SourceOptions {
 
 impl Default for SourceOptions {
     fn default() -> Self {
-        SourceOptions { minpoll: 6, maxpoll: 10, iburst: false, burst: false, prefer: false, noselect: false, version: 4 }
+        SourceOptions {
+            minpoll: 6,
+            maxpoll: 10,
+            iburst: false,
+            burst: false,
+            prefer: false,
+            noselect: false,
+            version: 4,
+        }
     }
 }
 
@@ -52,7 +61,11 @@ pub enum SourceEvent {
     None,
     /// A reply was accepted and the clock filter has a new output.
     Updated(FilterOutput),
-    /// A reply was accepted but the filter held it back (popcorn spike or stale).
+    /// A reply was accepted; the filter's choice did not change because its minimum-delay
+    /// sample is an older one. The raw sample is still a new measurement (the system
+    /// process disciplines with it).
+    Stale,
+    /// A reply was accepted but the filter held it back as a popcorn spike.
     Held,
     /// A reply was rejected (the reason is for logs; bogus ones are ignored silently).
     Rejected(ReplyError),
@@ -160,9 +173,27 @@ impl Source {
         &self.filter
     }
 
-    /// The clock was stepped: samples taken before it are meaningless now.
-    pub fn clock_stepped(&mut self) {
+    /// The discipline stepped the clock by `amount` s: samples taken before it measured
+    /// the old clock and are dropped. A request still in flight keeps its answer: its T1
+    /// is moved by the step, so the reply yields a correct sample instead of one that is
+    /// off by half the step (and would then look like a spike, or like the step was not
+    /// made).
+    pub fn clock_stepped(&mut self, amount: f64) {
         self.filter.reset();
+        self.shift_outstanding(amount);
+    }
+
+    /// A leap second moved the clock by `amount` s. The server's time scale moved with
+    /// it, so the stored offsets stay valid and the filter is kept; only the T1 of a
+    /// request in flight is moved, as for a step.
+    pub fn leap_second(&mut self, amount: f64) {
+        self.shift_outstanding(amount);
+    }
+
+    fn shift_outstanding(&mut self, amount: f64) {
+        if let Some(ex) = self.exchange.filter(|ex| !ex.is_answered()) {
+            self.exchange = Some(Exchange::new(*ex.request(), ex.t1().add_seconds(amount)));
+        }
     }
 
     /// Follow the system poll interval chosen by the discipline, within minpoll..maxpoll.
@@ -174,7 +205,12 @@ impl Source {
     /// clock's time read just before sending; `random` fills the transmit timestamp (it
     /// is not the clock, so an off-path attacker cannot guess it).
     pub fn transmit(&mut self, now: f64, t1: NtpTimestamp, random: u64) -> [u8; 48] {
-        let starts_poll = self.poll.on_transmit(now, self.reach == 0, self.options.iburst, self.options.burst);
+        let starts_poll = self.poll.on_transmit(
+            now,
+            self.reach == 0,
+            self.options.iburst,
+            self.options.burst,
+        );
         if starts_poll {
             // The reach register moves once per poll, not per burst packet.
             self.reach <<= 1;
@@ -230,9 +266,13 @@ impl Source {
             dispersion: sample.dispersion,
             time: now,
         };
-        match self.filter.push(filter_sample, 2f64.powi(self.poll.hpoll().into())) {
+        match self
+            .filter
+            .push(filter_sample, 2f64.powi(self.poll.hpoll().into()))
+        {
             FilterResult::Updated(out) => SourceEvent::Updated(out),
-            FilterResult::Spike | FilterResult::Stale => SourceEvent::Held,
+            FilterResult::Stale => SourceEvent::Stale,
+            FilterResult::Spike => SourceEvent::Held,
         }
     }
 

@@ -9,7 +9,12 @@ fn ts(secs: f64) -> NtpTimestamp {
 
 /// A server reply to `request` bytes, with the server's clock `offset` ahead of ours and
 /// a symmetric one-way delay.
-fn reply_to(request: &[u8; 48], sent_at: f64, offset: f64, one_way: f64) -> (NtpHeader, NtpTimestamp) {
+fn reply_to(
+    request: &[u8; 48],
+    sent_at: f64,
+    offset: f64,
+    one_way: f64,
+) -> (NtpHeader, NtpTimestamp) {
     let req = NtpHeader::decode(request).unwrap();
     let header = NtpHeader {
         leap: LeapIndicator::NoWarning,
@@ -50,7 +55,10 @@ fn kod(request: &[u8; 48], code: &[u8; 4], poll: i8) -> NtpHeader {
 
 #[test]
 fn iburst_sends_a_fast_train_then_settles_to_minpoll() {
-    let opts = SourceOptions { iburst: true, ..Default::default() };
+    let opts = SourceOptions {
+        iburst: true,
+        ..Default::default()
+    };
     let mut s = Source::new(opts, -20, 0.0);
     let mut now = s.next_poll();
     let mut times = vec![];
@@ -62,9 +70,16 @@ fn iburst_sends_a_fast_train_then_settles_to_minpoll() {
         now = s.next_poll();
     }
     let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(gaps[..7].iter().all(|g| (*g - BURST_INTERVAL).abs() < 1e-9), "{gaps:?}");
+    assert!(
+        gaps[..7].iter().all(|g| (*g - BURST_INTERVAL).abs() < 1e-9),
+        "{gaps:?}"
+    );
     assert_eq!(gaps[7], 64.0);
-    assert_eq!(s.reach(), 0b111, "reach moves once per poll, not per burst packet");
+    assert_eq!(
+        s.reach(),
+        0b111,
+        "reach moves once per poll, not per burst packet"
+    );
     let out = s.filter_output().expect("filter has output");
     assert!((out.offset - 0.25).abs() < 1e-3, "{out:?}");
 }
@@ -91,20 +106,40 @@ fn replies_not_answering_our_request_are_rejected() {
     let req = s.transmit(0.0, ts(0.0), 42);
     let (mut reply, t4) = reply_to(&req, 0.0, 0.0, 0.005);
     reply.origin_ts = ts(1.0);
-    assert_eq!(s.receive(&reply, t4, 0.01), SourceEvent::Rejected(ReplyError::BogusOrigin));
+    assert_eq!(
+        s.receive(&reply, t4, 0.01),
+        SourceEvent::Rejected(ReplyError::BogusOrigin)
+    );
     assert_eq!(s.reach(), 0);
     let (good, t4) = reply_to(&req, 0.0, 0.0, 0.005);
-    assert!(matches!(s.receive(&good, t4, 0.01), SourceEvent::Updated(_) | SourceEvent::Held));
-    assert_eq!(s.receive(&good, t4, 0.02), SourceEvent::Rejected(ReplyError::Duplicate));
+    assert!(matches!(
+        s.receive(&good, t4, 0.01),
+        SourceEvent::Updated(_)
+    ));
+    assert_eq!(
+        s.receive(&good, t4, 0.02),
+        SourceEvent::Rejected(ReplyError::Duplicate)
+    );
 }
 
 #[test]
 fn rate_kod_raises_poll_and_never_hammers() {
-    let opts = SourceOptions { iburst: true, minpoll: 4, ..Default::default() };
+    let opts = SourceOptions {
+        iburst: true,
+        minpoll: 4,
+        ..Default::default()
+    };
     let mut s = Source::new(opts, -20, 0.0);
     let req = s.transmit(0.0, ts(0.0), 5);
-    assert_eq!(s.receive(&kod(&req, b"RATE", 8), ts(0.01), 0.01), SourceEvent::RateLimited);
-    assert!(s.poll_log2() >= 8, "poll {} follows the server's request", s.poll_log2());
+    assert_eq!(
+        s.receive(&kod(&req, b"RATE", 8), ts(0.01), 0.01),
+        SourceEvent::RateLimited
+    );
+    assert!(
+        s.poll_log2() >= 8,
+        "poll {} follows the server's request",
+        s.poll_log2()
+    );
     assert!(s.next_poll() >= 256.0, "next poll at {}", s.next_poll());
     // The discipline can't pull it back under the server's rate.
     s.set_system_poll(4, 1.0);
@@ -117,7 +152,10 @@ fn spoofed_kod_with_wrong_origin_is_ignored() {
     let req = s.transmit(0.0, ts(0.0), 5);
     let mut k = kod(&req, b"DENY", 6);
     k.origin_ts = ts(3.0);
-    assert_eq!(s.receive(&k, ts(0.01), 0.01), SourceEvent::Rejected(ReplyError::BogusOrigin));
+    assert_eq!(
+        s.receive(&k, ts(0.01), 0.01),
+        SourceEvent::Rejected(ReplyError::BogusOrigin)
+    );
 }
 
 #[test]
@@ -125,13 +163,20 @@ fn deny_and_rstr_demobilise() {
     for code in [b"DENY", b"RSTR"] {
         let mut s = Source::new(SourceOptions::default(), -20, 0.0);
         let req = s.transmit(0.0, ts(0.0), 5);
-        assert!(matches!(s.receive(&kod(&req, code, 6), ts(0.01), 0.01), SourceEvent::Demobilize(_)));
+        assert!(matches!(
+            s.receive(&kod(&req, code, 6), ts(0.01), 0.01),
+            SourceEvent::Demobilize(_)
+        ));
     }
 }
 
 #[test]
 fn unreachable_source_backs_off_to_maxpoll() {
-    let opts = SourceOptions { minpoll: 6, maxpoll: 10, ..Default::default() };
+    let opts = SourceOptions {
+        minpoll: 6,
+        maxpoll: 10,
+        ..Default::default()
+    };
     let mut s = Source::new(opts, -20, 0.0);
     for i in 0..40 {
         let now = s.next_poll();
@@ -143,7 +188,14 @@ fn unreachable_source_backs_off_to_maxpoll() {
 
 #[test]
 fn candidate_carries_root_distance_parts() {
-    let mut s = Source::new(SourceOptions { prefer: true, ..Default::default() }, -20, 0.0);
+    let mut s = Source::new(
+        SourceOptions {
+            prefer: true,
+            ..Default::default()
+        },
+        -20,
+        0.0,
+    );
     assert!(s.candidate(0, 0.0).is_none());
     let req = s.transmit(0.0, ts(0.0), 9);
     let (reply, t4) = reply_to(&req, 0.0, 0.1, 0.005);
@@ -152,5 +204,95 @@ fn candidate_carries_root_distance_parts() {
     assert_eq!((c.id, c.stratum, c.prefer, c.reachable), (3, 2, true, true));
     assert!((c.offset - 0.1).abs() < 1e-3);
     assert!(c.delay >= 0.001, "root delay included: {}", c.delay);
-    assert!(c.dispersion >= 0.002, "root dispersion included: {}", c.dispersion);
+    assert!(
+        c.dispersion >= 0.002,
+        "root dispersion included: {}",
+        c.dispersion
+    );
+}
+
+#[test]
+fn iburst_source_back_from_a_long_outage_is_found_with_a_train() {
+    let opts = SourceOptions {
+        iburst: true,
+        minpoll: 6,
+        maxpoll: 10,
+        ..Default::default()
+    };
+    let mut s = Source::new(opts, -20, 0.0);
+    // A long outage: polls back off to maxpoll, but each still starts a train.
+    let mut sent = vec![];
+    for i in 0..200 {
+        let now = s.next_poll();
+        s.transmit(now, ts(now), 100 + i);
+        sent.push(now);
+    }
+    assert_eq!(s.poll_log2(), 10);
+    let gaps: Vec<f64> = sent.windows(2).map(|w| w[1] - w[0]).collect();
+    let tail = &gaps[gaps.len() - 16..];
+    assert_eq!(
+        tail.iter().filter(|g| **g == BURST_INTERVAL).count(),
+        14,
+        "{tail:?}"
+    );
+    assert_eq!(tail.iter().filter(|g| **g == 1024.0).count(), 2, "{tail:?}");
+    // The server is back: the train brings enough samples within seconds for the
+    // filter to output a usable (low-dispersion) sample.
+    let start = s.next_poll();
+    let mut now = start;
+    while now < start + 16.0 {
+        let req = s.transmit(now, ts(now), 7);
+        let (reply, t4) = reply_to(&req, now, 0.01, 0.005);
+        s.receive(&reply, t4, now + 0.01);
+        now = s.next_poll();
+    }
+    let out = s.filter_output().expect("filter has output");
+    assert!(out.dispersion < 1.0, "{out:?}");
+    assert_ne!(s.reach(), 0);
+}
+
+#[test]
+fn a_step_moves_the_request_in_flight_and_clears_the_filter() {
+    let mut s = Source::new(SourceOptions::default(), -20, 0.0);
+    let req = s.transmit(0.0, ts(0.0), 5);
+    let (reply, t4) = reply_to(&req, 0.0, 0.2, 0.005);
+    s.receive(&reply, t4, 0.01);
+    assert!(s.filter_output().is_some());
+    // The server is 0.2 s ahead; the discipline steps our clock by +0.2 s while the
+    // next request is in flight, so its T4 is read from the stepped clock.
+    let now = s.next_poll();
+    let req = s.transmit(now, ts(now), 6);
+    s.clock_stepped(0.2);
+    assert!(s.filter_output().is_none(), "pre-step samples are dropped");
+    let (reply, t4) = reply_to(&req, now, 0.2, 0.005);
+    let t4 = t4.add_seconds(0.2);
+    let SourceEvent::Updated(out) = s.receive(&reply, t4, now + 0.01) else {
+        panic!("no sample")
+    };
+    assert!(
+        out.offset.abs() < 1e-6,
+        "offset {} should be 0 after the step",
+        out.offset
+    );
+    assert!((out.delay - 0.010).abs() < 1e-6, "delay {}", out.delay);
+}
+
+#[test]
+fn a_leap_second_keeps_the_filter_and_moves_the_request_in_flight() {
+    let mut s = Source::new(SourceOptions::default(), -20, 0.0);
+    let req = s.transmit(0.0, ts(0.0), 5);
+    let (reply, t4) = reply_to(&req, 0.0, 0.001, 0.005);
+    s.receive(&reply, t4, 0.01);
+    let now = s.next_poll();
+    let req = s.transmit(now, ts(now), 6);
+    // Both clocks insert the second while the request is in flight.
+    s.leap_second(-1.0);
+    assert!(
+        s.filter_output().is_some(),
+        "offsets stay valid across a leap"
+    );
+    let (reply, t4) = reply_to(&req, now - 1.0, 0.001, 0.005);
+    let event = s.receive(&reply, t4, now + 0.01);
+    let sample = s.last_sample().expect("accepted");
+    assert!((sample.offset - 0.001).abs() < 1e-6, "{event:?} {sample:?}");
 }

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 
 use meridian_algo::{
-    leap, select, ClockCommand, Discipline, DisciplineConfig, DisciplineEvent, DisciplineStats, LeapState, SelectConfig,
-    SelectStatus, Selection,
+    leap, select, Candidate, ClockCommand, Discipline, DisciplineConfig, DisciplineEvent,
+    DisciplineStats, LeapKind, LeapState, SelectConfig, SelectStatus, Selection,
 };
 use meridian_proto::{KissCode, LeapIndicator, NtpHeader, NtpTimestamp, ReferenceId};
 
@@ -83,6 +83,18 @@ pub struct Receipt {
     pub command: Option<ClockCommand>,
 }
 
+/// A leap second that is due now, from [`SyncCore::leap_due`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LeapSecond {
+    /// Inserted (the clock goes back a second) or deleted (forward).
+    pub kind: LeapKind,
+    /// The UTC instant (Unix seconds) it was armed for: the end of the announcing day.
+    pub at: f64,
+    /// What to do to the clock: step by `kind.step()`; frequency and any slew in progress
+    /// stay as they are.
+    pub command: ClockCommand,
+}
+
 /// All associations and the system process.
 #[derive(Debug, Clone)]
 pub struct SyncCore {
@@ -95,6 +107,10 @@ pub struct SyncCore {
     system_peer: Option<u16>,
     sys: SystemVars,
     local_precision: i8,
+    /// The first receive timestamp seen: the discipline's clock-time origin.
+    clock_origin: Option<NtpTimestamp>,
+    /// Reused by every selection round, so a receipt does not allocate for it.
+    candidates: Vec<Candidate>,
 }
 
 impl SyncCore {
@@ -126,6 +142,8 @@ impl SyncCore {
             system_peer: None,
             sys,
             local_precision,
+            clock_origin: None,
+            candidates: Vec::new(),
         }
     }
 
@@ -181,55 +199,146 @@ impl SyncCore {
             .unwrap_or(SelectStatus::Reject)
     }
 
-    /// The armed leap second, if any, for the kernel.
+    /// The armed leap second, if any: its `at` (UTC, Unix seconds) is when
+    /// [`SyncCore::leap_due`] will fire, and what a kernel can be armed with.
     pub fn pending_leap(&self) -> Option<leap::PendingLeap> {
         self.leap.pending()
     }
 
+    /// Call as the clock passes `utc` (the clock's time as Unix seconds), at the latest
+    /// just after the armed leap's `at`: returns the leap second once, when due, and
+    /// disarms it.
+    ///
+    /// By the time it returns, the core has accounted for the clock moving by
+    /// `kind.step()`: the discipline's time base and any request in flight are shifted,
+    /// while the clock filters are kept (the servers' time moved too, so offsets are
+    /// unchanged). The caller then applies `command` to the clock. A daemon that armed the
+    /// kernel (`STA_INS`/`STA_DEL`) lets the kernel make the step and skips applying it,
+    /// but still calls this just after midnight so the core follows.
+    pub fn leap_due(&mut self, utc: f64) -> Option<LeapSecond> {
+        let pending = self.leap.pending()?;
+        let kind = self.leap.due(utc)?;
+        let step = kind.step();
+        self.discipline.clock_stepped(step);
+        for a in &mut self.assocs {
+            a.source.leap_second(step);
+        }
+        // The announcement is over: keep serving "synchronised", without the warning.
+        if self.sys.leap != LeapIndicator::Unsynchronized {
+            self.sys.leap = LeapIndicator::NoWarning;
+        }
+        Some(LeapSecond {
+            kind,
+            at: pending.at,
+            command: ClockCommand {
+                step: Some(step),
+                slew: None,
+                slew_rate: 0.0,
+                frequency_ppm: self.discipline.frequency_ppm(),
+                event: DisciplineEvent::Stepped,
+            },
+        })
+    }
+
     /// When (mono) the core next needs [`SyncCore::transmit`] called.
     pub fn next_wakeup(&self) -> Option<f64> {
-        self.assocs.iter().map(|a| a.source.next_poll()).min_by(f64::total_cmp)
+        self.assocs
+            .iter()
+            .map(|a| a.source.next_poll())
+            .min_by(f64::total_cmp)
     }
 
     /// Associations whose request is due at `now` (mono).
     pub fn due(&self, now: f64) -> Vec<u16> {
-        self.assocs.iter().filter(|a| a.source.next_poll() <= now).map(|a| a.id).collect()
+        self.assocs
+            .iter()
+            .filter(|a| a.source.next_poll() <= now)
+            .map(|a| a.id)
+            .collect()
     }
 
     /// Build the request for association `id`: where to send it and the bytes. `t1` is the
     /// clock read just before sending; `random` becomes the transmit timestamp.
-    pub fn transmit(&mut self, id: u16, now: f64, t1: NtpTimestamp, random: u64) -> Option<(SocketAddr, [u8; 48])> {
+    pub fn transmit(
+        &mut self,
+        id: u16,
+        now: f64,
+        t1: NtpTimestamp,
+        random: u64,
+    ) -> Option<(SocketAddr, [u8; 48])> {
         let a = self.assocs.iter_mut().find(|a| a.id == id)?;
         Some((a.addr, a.source.transmit(now, t1, random)))
     }
 
     /// A datagram from `from` arrived at `t4` (clock time) and `now` (mono); `utc` is the
     /// clock's time as Unix seconds, for the leap-second calendar.
-    pub fn receive(&mut self, from: SocketAddr, reply: &NtpHeader, t4: NtpTimestamp, now: f64, utc: f64) -> Receipt {
+    pub fn receive(
+        &mut self,
+        from: SocketAddr,
+        reply: &NtpHeader,
+        t4: NtpTimestamp,
+        now: f64,
+        utc: f64,
+    ) -> Receipt {
         let Some(index) = self.assocs.iter().position(|a| a.addr == from) else {
-            return Receipt { association: None, event: SourceEvent::None, command: None };
+            return Receipt {
+                association: None,
+                event: SourceEvent::None,
+                command: None,
+            };
         };
         let id = self.assocs[index].id;
         let event = self.assocs[index].source.receive(reply, t4, now);
         let command = match &event {
-            SourceEvent::Updated(_) => self.update_system(id, now, t4, utc),
+            // A stale filter still took a fresh measurement: the discipline weights every
+            // sample by its own delay, so it wants them all, not only the filter's picks.
+            SourceEvent::Updated(_) | SourceEvent::Stale => self.update_system(id, now, t4, utc),
             SourceEvent::Demobilize(KissCode::Deny | KissCode::Rstr) => {
                 self.remove(id);
                 None
             }
             _ => None,
         };
-        Receipt { association: Some(id), event, command }
+        Receipt {
+            association: Some(id),
+            event,
+            command,
+        }
     }
 
-    /// Reselect after association `updated` produced a new filtered sample; if it is the
-    /// system peer, discipline the clock with its raw sample. The discipline weights each
-    /// sample by its own delay, so it wants the measurement itself, not the combined or
-    /// filtered offset (whose delay no longer describes it).
-    fn update_system(&mut self, updated: u16, now: f64, t4: NtpTimestamp, utc: f64) -> Option<ClockCommand> {
-        let candidates: Vec<_> =
-            self.assocs.iter().filter_map(|a| a.source.candidate(usize::from(a.id), now)).collect();
-        let selection = select(&candidates, &self.config.select, self.system_peer.map(usize::from));
+    /// The discipline's time for a sample received at `t4`: seconds of the disciplined
+    /// clock since the first sample. The discipline remembers times (its estimate's epoch,
+    /// the slew in progress) and moves them when the clock is stepped
+    /// ([`Discipline::clock_stepped`], and inside its own steps), so it must be given the
+    /// clock's time, not the monotonic `now`, which a step does not move.
+    fn clock_seconds(&mut self, t4: NtpTimestamp) -> f64 {
+        let origin = *self.clock_origin.get_or_insert(t4);
+        t4.diff(origin).to_seconds_f64()
+    }
+
+    /// Reselect after association `updated` produced a new sample; if it is the system
+    /// peer, discipline the clock with its raw sample. The discipline weights each sample
+    /// by its own delay, so it wants the measurement itself, not the combined or filtered
+    /// offset (whose delay no longer describes it).
+    fn update_system(
+        &mut self,
+        updated: u16,
+        now: f64,
+        t4: NtpTimestamp,
+        utc: f64,
+    ) -> Option<ClockCommand> {
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.clear();
+        candidates.extend(
+            self.assocs
+                .iter()
+                .filter_map(|a| a.source.candidate(usize::from(a.id), now)),
+        );
+        let selection = select(
+            &candidates,
+            &self.config.select,
+            self.system_peer.map(usize::from),
+        );
         let peer_id = selection.system_peer.and_then(|p| u16::try_from(p).ok());
         let vote = leap::vote(
             selection
@@ -238,6 +347,7 @@ impl SyncCore {
                 .filter_map(|id| candidates.iter().find(|c| c.id == *id))
                 .map(|c| c.leap),
         );
+        self.candidates = candidates;
         self.leap.update(utc, vote);
         self.system_peer = peer_id;
         let Some(peer) = peer_id.and_then(|id| self.assocs.iter().find(|a| a.id == id)) else {
@@ -258,7 +368,11 @@ impl SyncCore {
             self.discipline.source_changed();
         }
         let raw = *peer.source.last_sample()?;
-        let command = self.discipline.update(now, raw.offset, raw.delay, raw.dispersion);
+        let peer_addr = peer.addr;
+        let clock_now = self.clock_seconds(t4);
+        let command = self
+            .discipline
+            .update(clock_now, raw.offset, raw.delay, raw.dispersion);
         let stats = self.discipline.stats();
         self.sys = SystemVars {
             leap: if stats.synchronised || command.event == DisciplineEvent::Stepped {
@@ -267,7 +381,11 @@ impl SyncCore {
                 LeapIndicator::Unsynchronized
             },
             stratum: info.stratum.saturating_add(1).min(16),
-            reference_id: if info.stratum <= 1 { info.reference_id } else { ReferenceId::from_ip(peer.addr.ip()) },
+            reference_id: if info.stratum <= 1 {
+                info.reference_id
+            } else {
+                ReferenceId::from_ip(peer_addr.ip())
+            },
             reference_ts: t4,
             root_delay: info.root_delay + out.delay,
             root_dispersion: info.root_dispersion
@@ -280,10 +398,10 @@ impl SyncCore {
             system_peer: peer_id,
             discipline: stats,
         };
-        if command.step.is_some() {
+        if let Some(step) = command.step {
             // Every sample taken before a step measured the old clock.
             for a in &mut self.assocs {
-                a.source.clock_stepped();
+                a.source.clock_stepped(step);
             }
         }
         let poll = self.sys.poll;

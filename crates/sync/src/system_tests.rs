@@ -13,13 +13,14 @@ struct FakeServer {
     offset: f64,
     one_way: f64,
     stratum: u8,
+    leap: LeapIndicator,
 }
 
 impl FakeServer {
     fn answer(&self, request: &[u8; 48], sent_at: f64) -> (NtpHeader, f64) {
         let req = NtpHeader::decode(request).unwrap();
         let header = NtpHeader {
-            leap: LeapIndicator::NoWarning,
+            leap: self.leap,
             version: 4,
             mode: Mode::Server,
             stratum: self.stratum,
@@ -40,8 +41,17 @@ impl FakeServer {
 fn core_with(servers: &[FakeServer]) -> SyncCore {
     let mut core = SyncCore::new(SyncConfig::default(), -20);
     for (i, s) in servers.iter().enumerate() {
-        let opts = SourceOptions { iburst: true, ..Default::default() };
-        core.add(s.addr.to_string(), s.addr, AssocKind::Server, opts, i as f64 * 0.1);
+        let opts = SourceOptions {
+            iburst: true,
+            ..Default::default()
+        };
+        core.add(
+            s.addr.to_string(),
+            s.addr,
+            AssocKind::Server,
+            opts,
+            i as f64 * 0.1,
+        );
     }
     core
 }
@@ -68,7 +78,13 @@ fn run(core: &mut SyncCore, servers: &[FakeServer], seconds: f64) -> Vec<ClockCo
 }
 
 fn server(n: u8, offset: f64) -> FakeServer {
-    FakeServer { addr: format!("192.0.2.{n}:123").parse().unwrap(), offset, one_way: 0.002, stratum: 2 }
+    FakeServer {
+        addr: format!("192.0.2.{n}:123").parse().unwrap(),
+        offset,
+        one_way: 0.002,
+        stratum: 2,
+        leap: LeapIndicator::NoWarning,
+    }
 }
 
 #[test]
@@ -80,28 +96,60 @@ fn three_agreeing_servers_synchronise_at_stratum_plus_one() {
     let sys = core.system();
     assert_eq!(sys.stratum, 3);
     assert!(sys.system_peer.is_some());
-    assert!((sys.offset - 0.010).abs() < 0.001, "combined offset {}", sys.offset);
-    let peer = core.associations().iter().find(|a| Some(a.id) == sys.system_peer).unwrap();
+    assert!(
+        (sys.offset - 0.010).abs() < 0.001,
+        "combined offset {}",
+        sys.offset
+    );
+    let peer = core
+        .associations()
+        .iter()
+        .find(|a| Some(a.id) == sys.system_peer)
+        .unwrap();
     assert_eq!(sys.reference_id, ReferenceId::from_ip(peer.addr.ip()));
-    assert!(sys.root_delay >= 0.0005 + 0.004 - 1e-6, "root delay {}", sys.root_delay);
+    assert!(
+        sys.root_delay >= 0.0005 + 0.004 - 1e-6,
+        "root delay {}",
+        sys.root_delay
+    );
     assert_eq!(core.status_of(peer.id), SelectStatus::SysPeer);
 }
 
 #[test]
 fn a_falseticker_among_four_is_never_chosen() {
-    let servers = [server(1, 0.0), server(2, 0.0002), server(3, -0.0001), server(4, 1.0)];
+    let servers = [
+        server(1, 0.0),
+        server(2, 0.0002),
+        server(3, -0.0001),
+        server(4, 1.0),
+    ];
     let mut core = core_with(&servers);
     run(&mut core, &servers, 120.0);
-    let liar = core.associations().iter().find(|a| a.addr == servers[3].addr).unwrap().id;
+    let liar = core
+        .associations()
+        .iter()
+        .find(|a| a.addr == servers[3].addr)
+        .unwrap()
+        .id;
     assert_ne!(core.system().system_peer, Some(liar));
     assert_eq!(core.status_of(liar), SelectStatus::Falseticker);
-    assert!(core.system().offset.abs() < 0.001, "offset {}", core.system().offset);
+    assert!(
+        core.system().offset.abs() < 0.001,
+        "offset {}",
+        core.system().offset
+    );
 }
 
 #[test]
 fn no_answers_means_unsynchronised() {
     let mut core = SyncCore::new(SyncConfig::default(), -20);
-    core.add("a", "192.0.2.9:123".parse().unwrap(), AssocKind::Server, SourceOptions::default(), 0.0);
+    core.add(
+        "a",
+        "192.0.2.9:123".parse().unwrap(),
+        AssocKind::Server,
+        SourceOptions::default(),
+        0.0,
+    );
     let id = core.due(0.0)[0];
     core.transmit(id, 0.0, ts(0.0), 5).unwrap();
     assert_eq!(core.system().leap, LeapIndicator::Unsynchronized);
@@ -115,7 +163,78 @@ fn packets_from_unknown_addresses_are_ignored() {
     let mut core = core_with(&servers);
     let (_, request) = core.transmit(core.due(0.0)[0], 0.0, ts(0.0), 5).unwrap();
     let (reply, arrival) = servers[0].answer(&request, 0.0);
-    let r = core.receive("198.51.100.1:123".parse().unwrap(), &reply, ts(arrival), arrival, 0.0);
+    let r = core.receive(
+        "198.51.100.1:123".parse().unwrap(),
+        &reply,
+        ts(arrival),
+        arrival,
+        0.0,
+    );
     assert_eq!(r.association, None);
     assert_eq!(core.associations()[0].source.reach(), 0);
+}
+
+#[test]
+fn samples_the_filter_passes_over_still_reach_the_discipline() {
+    let mut servers = [server(1, 0.001)];
+    let mut core = core_with(&servers);
+    run(&mut core, &servers, 20.0);
+    // A slower exchange: the filter keeps its older, faster sample (stale), but the
+    // discipline weighs every measurement by its own delay and must see this one too.
+    servers[0].one_way = 0.02;
+    let now = core.next_wakeup().unwrap();
+    let id = core.due(now)[0];
+    let (addr, request) = core.transmit(id, now, ts(now), 99).unwrap();
+    let (reply, arrival) = servers[0].answer(&request, now);
+    let before = core.system().discipline.updates;
+    let receipt = core.receive(addr, &reply, ts(arrival), arrival, T0 as f64 + arrival);
+    assert_eq!(receipt.event, SourceEvent::Stale);
+    assert!(receipt.command.is_some());
+    assert_eq!(core.system().discipline.updates, before + 1);
+}
+
+#[test]
+fn an_announced_leap_second_is_armed_then_taken_once() {
+    let mut servers = [server(1, 0.0), server(2, 0.0001), server(3, -0.0001)];
+    for s in &mut servers {
+        s.leap = LeapIndicator::InsertSecond;
+    }
+    let mut core = core_with(&servers);
+    run(&mut core, &servers, 60.0);
+    let pending = core.pending_leap().expect("a majority announced it");
+    let midnight = ((T0 as f64 / 86_400.0).floor() + 1.0) * 86_400.0;
+    assert_eq!(pending.at, midnight);
+    assert_eq!(
+        core.system().leap,
+        LeapIndicator::InsertSecond,
+        "passed on to our clients"
+    );
+    assert_eq!(core.leap_due(midnight - 0.5), None);
+    let leap = core.leap_due(midnight + 0.001).expect("due at midnight");
+    assert_eq!(leap.kind, LeapKind::Insert);
+    assert_eq!(leap.at, midnight);
+    assert_eq!(leap.command.step, Some(-1.0));
+    assert_eq!(leap.command.slew, None, "a slew in progress goes on");
+    assert_eq!(
+        leap.command.frequency_ppm,
+        core.system().discipline.frequency_ppm
+    );
+    assert_eq!(core.leap_due(midnight + 1.0), None, "taken once");
+    assert_eq!(core.pending_leap(), None);
+    assert_eq!(core.system().leap, LeapIndicator::NoWarning);
+    // Offsets measured before the leap are still offsets after it.
+    assert!(core
+        .associations()
+        .iter()
+        .all(|a| a.source.filter_output().is_some()));
+}
+
+#[test]
+fn one_announcing_server_of_three_does_not_arm_a_leap() {
+    let mut servers = [server(1, 0.0), server(2, 0.0001), server(3, -0.0001)];
+    servers[0].leap = LeapIndicator::InsertSecond;
+    let mut core = core_with(&servers);
+    run(&mut core, &servers, 60.0);
+    assert_eq!(core.pending_leap(), None);
+    assert_eq!(core.leap_due(T0 as f64 + 86_400.0 * 2.0), None);
 }
