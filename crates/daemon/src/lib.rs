@@ -8,11 +8,13 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod control;
 pub mod listen;
 pub mod logging;
 pub mod reference;
 pub mod server;
 pub mod state;
+pub mod stats;
 pub mod sync;
 
 use std::ffi::OsString;
@@ -138,13 +140,15 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
             .into());
     }
     let flags = SyncFlags { allow_big_first_step: args.allow_big_first_step, slew_only: args.slew_only };
-    let mut sync = SyncLoop::new(&config, flags, open_clock(args.observe));
+    let mut sync = SyncLoop::new(&config, flags, open_clock(args.observe), !args.observe);
     if args.once {
         return set_clock_once(&mut sync);
     }
     let precision = sync.clock().precision();
     let reference = LocalReference::from_config(&config);
     let shared = SharedState::new(serving_state(&sync, &reference, precision)?);
+    let control = control::ControlPublisher::new(sync.clock().now().map_err(|e| e.to_string())?);
+    control.publish(&reference, &shared.load().server);
     let policy = Arc::new(ArcSwap::from_pointee(serve_policy(&config)));
     let counters = Arc::new(ServerCounters::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -185,6 +189,7 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
                 policy: policy.clone(),
                 counters: counters.clone(),
                 stop: stop.clone(),
+                control: control.shared.clone(),
             };
             std::thread::spawn(move || worker.run())
         })
@@ -233,6 +238,7 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
         }
         if let Ok(state) = serving_state(&sync, &reference, precision) {
             shared.publish(state);
+            control.publish(&reference, &state.server);
         }
     }
     sync.save_drift();

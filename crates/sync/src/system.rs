@@ -111,6 +111,9 @@ pub struct SyncCore {
     clock_origin: Option<NtpTimestamp>,
     /// Reused by every selection round, so a receipt does not allocate for it.
     candidates: Vec<Candidate>,
+    /// What the `leapfile` says about the end of today; it outranks the servers' votes,
+    /// as in ntpd, because a verified table is better evidence than a bit in a packet.
+    leap_table_vote: Option<Option<LeapKind>>,
 }
 
 impl SyncCore {
@@ -144,6 +147,7 @@ impl SyncCore {
             local_precision,
             clock_origin: None,
             candidates: Vec::new(),
+            leap_table_vote: None,
         }
     }
 
@@ -197,6 +201,18 @@ impl SyncCore {
             .as_ref()
             .and_then(|s| s.status_of(usize::from(id)))
             .unwrap_or(SelectStatus::Reject)
+    }
+
+    /// Tell the core what a verified leap second table says about the end of the UTC day
+    /// containing `utc`; from now on it decides instead of the servers' leap bits.
+    pub fn set_leap_table_vote(&mut self, utc: f64, vote: Option<LeapKind>) {
+        if self.leap_table_vote != Some(vote) || vote.is_some() {
+            self.leap.update(utc, vote);
+        }
+        self.leap_table_vote = Some(vote);
+        if self.sys.system_peer.is_some() && self.sys.leap != LeapIndicator::Unsynchronized {
+            self.sys.leap = LeapIndicator::from_bits(self.leap.indicator());
+        }
     }
 
     /// The armed leap second, if any: its `at` (UTC, Unix seconds) is when
@@ -348,7 +364,7 @@ impl SyncCore {
                 .map(|c| c.leap),
         );
         self.candidates = candidates;
-        self.leap.update(utc, vote);
+        self.leap.update(utc, self.leap_table_vote.unwrap_or(vote));
         self.system_peer = peer_id;
         let Some(peer) = peer_id.and_then(|id| self.assocs.iter().find(|a| a.id == id)) else {
             self.selection = Some(selection);

@@ -238,3 +238,20 @@ fn one_announcing_server_of_three_does_not_arm_a_leap() {
     assert_eq!(core.pending_leap(), None);
     assert_eq!(core.leap_due(T0 as f64 + 86_400.0 * 2.0), None);
 }
+
+#[test]
+fn a_leap_table_arms_the_leap_even_when_servers_do_not_announce_it() {
+    let servers = [server(1, 0.0), server(2, 0.0), server(3, 0.0)];
+    let mut core = core_with(&servers);
+    // The fake world's UTC is T0 (2027-01-15 08:00) plus seconds.
+    core.set_leap_table_vote(T0 as f64, Some(LeapKind::Insert));
+    run(&mut core, &servers, 60.0);
+    let pending = core.pending_leap().expect("armed from the table");
+    assert_eq!(pending.kind, LeapKind::Insert);
+    assert_eq!(pending.at, 1_800_057_600.0, "end of 15 Jan 2027");
+    assert_eq!(core.system().leap, LeapIndicator::InsertSecond);
+    assert!(core.leap_due(pending.at - 1.0).is_none());
+    let leap = core.leap_due(pending.at + 0.1).expect("due at midnight");
+    assert_eq!(leap.command.step, Some(-1.0));
+    assert!(core.leap_due(pending.at + 1.0).is_none(), "only once");
+}

@@ -16,8 +16,9 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use meridian_algo::{DisciplineConfig, DisciplineEvent, SelectConfig};
-use meridian_clock::Clock;
+use meridian_algo::{DisciplineConfig, DisciplineEvent, LeapKind, SelectConfig};
+use meridian_clock::{Clock, LeapAction};
+use meridian_conf::leapfile::{parse_leapfile, LeapTable};
 use meridian_conf::{Config, SourceConfig, SourceKind};
 use meridian_os::udp::{enable_rx_metadata, RecvBatch};
 use meridian_proto::{NtpHeader, NtpTimestamp};
@@ -83,6 +84,42 @@ pub struct SyncLoop {
     drift_path: Option<PathBuf>,
     last_drift_write: f64,
     maxclock: usize,
+    leap_table: Option<LeapTable>,
+    /// The kernel inserts or deletes the second itself once armed; the observe-only
+    /// clock needs the step applied at midnight.
+    kernel_does_leaps: bool,
+    armed_leap: Option<LeapKind>,
+}
+
+/// Read and verify the `leapfile`, warning when it has expired.
+fn load_leap_table(config: &Config) -> Option<LeapTable> {
+    let path = config.leapfile.as_ref()?;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!("leapfile {}: {e}", path.display());
+            return None;
+        }
+    };
+    match parse_leapfile(&text) {
+        Ok(table) => {
+            let now = unix_seconds(meridian_os::read_realtime()) as i64;
+            if table.is_expired(now) {
+                tracing::warn!("leapfile {} has expired: get a fresh copy", path.display());
+            } else {
+                tracing::info!(
+                    "leapfile {}: TAI offset {} s",
+                    path.display(),
+                    table.tai_offset(now).unwrap_or(0)
+                );
+            }
+            Some(table)
+        }
+        Err(e) => {
+            tracing::error!("leapfile {} rejected: {e}", path.display());
+            None
+        }
+    }
 }
 
 /// Selection and discipline settings from `tos`, `tinker`, the drift file and the flags.
@@ -176,7 +213,12 @@ fn open_client_socket(bind: &str, tx: Sender<Received>) -> io::Result<UdpSocket>
 impl SyncLoop {
     /// Set up from `config`: read the drift file, open client sockets, queue the
     /// configured sources for resolution, and install the drift frequency.
-    pub fn new(config: &Config, flags: SyncFlags, clock: Box<dyn Clock + Send>) -> Self {
+    pub fn new(
+        config: &Config,
+        flags: SyncFlags,
+        clock: Box<dyn Clock + Send>,
+        kernel_does_leaps: bool,
+    ) -> Self {
         let drift_path = config.driftfile.as_ref().map(|d| d.path.clone());
         let drift_ppm = match drift_path.as_deref().map(drift::read) {
             Some(Ok(ppm)) => ppm,
@@ -206,6 +248,9 @@ impl SyncLoop {
             drift_path,
             last_drift_write: 0.0,
             maxclock: usize::from(config.tos.maxclock).max(1),
+            leap_table: load_leap_table(config),
+            kernel_does_leaps,
+            armed_leap: None,
         };
         if drift_ppm.is_some() {
             let command = sync.core.initial_command();
@@ -253,6 +298,9 @@ impl SyncLoop {
             }
         }
         self.pending.retain(|p| keys.contains(&source_key(&p.config)));
+        if config.leapfile.is_some() {
+            self.leap_table = load_leap_table(config);
+        }
         let now = self.now();
         for (s, key) in wanted.into_iter().zip(keys) {
             if !self.configured.contains_key(&key) && !self.pending.iter().any(|p| source_key(&p.config) == key) {
@@ -340,10 +388,14 @@ impl SyncLoop {
                 }
             }
         }
-        let wait = self
+        let mut wait = self
             .core
             .next_wakeup()
             .map_or(max_wait, |at| Duration::from_secs_f64((at - self.now()).clamp(0.0, max_wait.as_secs_f64())));
+        if let Some(to_leap) = self.seconds_to_leap() {
+            // Wake right after midnight, so the observe clock's leap is on time.
+            wait = wait.min(Duration::from_secs_f64(to_leap + 0.001));
+        }
         let mut event = LoopEvent::Idle;
         let mut first = true;
         loop {
@@ -359,6 +411,7 @@ impl SyncLoop {
                 e => event = e,
             }
         }
+        self.handle_leap();
         if let Some(path) = self.drift_path.clone() {
             let now = self.now();
             if self.core.system().discipline.synchronised && now - self.last_drift_write >= DRIFT_WRITE_INTERVAL {
@@ -392,6 +445,49 @@ impl SyncLoop {
             (None, Some(offset)) => LoopEvent::ClockUpdated { stepped: false, offset },
             (None, None) => LoopEvent::Idle,
         }
+    }
+
+    /// Keep the leap second machinery in step: feed the table's verdict for today to the
+    /// core, arm (or disarm) the kernel, and at midnight let the core follow the leap,
+    /// stepping the clock ourselves when the kernel does not.
+    fn handle_leap(&mut self) {
+        let Ok(now) = self.clock.now() else { return };
+        let utc = unix_seconds(now);
+        if let Some(table) = &self.leap_table {
+            let vote = table.leap_at_end_of_day(utc as i64).and_then(|d| match d {
+                1 => Some(LeapKind::Insert),
+                -1 => Some(LeapKind::Delete),
+                _ => None,
+            });
+            self.core.set_leap_table_vote(utc, vote);
+        }
+        let pending = self.core.pending_leap().map(|p| p.kind);
+        if self.kernel_does_leaps && pending != self.armed_leap {
+            let action = match pending {
+                Some(LeapKind::Insert) => LeapAction::Insert,
+                Some(LeapKind::Delete) => LeapAction::Delete,
+                None => LeapAction::None,
+            };
+            match self.clock.set_leap(action) {
+                Ok(()) => tracing::info!("kernel leap second state: {action:?}"),
+                Err(e) => tracing::error!("cannot arm the kernel leap second: {e}"),
+            }
+            self.armed_leap = pending;
+        }
+        if let Some(leap) = self.core.leap_due(utc) {
+            tracing::info!("leap second {:?} at the end of the UTC day", leap.kind);
+            if !self.kernel_does_leaps {
+                leap.command.apply(&mut ClockDriver::new(self.clock.as_mut(), &mut self.failures));
+            }
+            self.armed_leap = None;
+        }
+    }
+
+    /// Seconds until the armed leap second, if one is armed (the loop wakes for it).
+    pub fn seconds_to_leap(&self) -> Option<f64> {
+        let at = self.core.pending_leap()?.at;
+        let now = unix_seconds(self.clock.now().ok()?);
+        Some((at - now).max(0.0))
     }
 
     fn write_drift(&self, path: &std::path::Path) {
