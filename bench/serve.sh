@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Side-by-side serving benchmark (issue 6): udp-echo, Meridian and chronyd on loopback.
+# One command, about 4-5 minutes: `bash bench/serve.sh`. See bench/README.md.
+#
+# Safety: every server runs under `setpriv --bounding-set -sys_time`, chronyd only as
+# `chronyd -x`, Meridian only with `--observe`; all traffic is on 127.0.0.0/8 high ports,
+# bounded in time; only the processes this script started are stopped, by PID.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+DURATION=${DURATION:-3}                        # seconds of load per run
+REPS=${REPS:-3}                                # repetitions (the table shows medians)
+RATES=${RATES:-"50000 100000 200000 max"}      # offered requests/s per run
+SERVERS=${SERVERS:-"echo meridian chrony meridian-w2"}
+CLIENTS=${CLIENTS:-64}                         # distinct source addresses in throughput runs
+MEMORY_CLIENTS=${MEMORY_CLIENTS:-100000}       # distinct clients for the memory figure (0: skip)
+PORT=${PORT:-12410}                            # first port used; a few above it too
+SERVER_CPU=${SERVER_CPU:-0}
+LOADGEN_CPU=${LOADGEN_CPU:-1}
+OUT=${OUT:-}                                   # also keep raw RESULT lines in this file
+MERIDIAN_REV=${MERIDIAN_REV:-}                 # benchmark this commit instead of the work tree
+BUILD=${BUILD:-1}                              # 0: use the binaries already in target/release
+
+T=target/release
+if [[ $BUILD == 1 ]]; then cargo build --release -q -p meridian-bench; fi
+MERIDIAN=$T/meridian
+if [[ -n $MERIDIAN_REV ]]; then
+    # A clean export of that commit, built in its own target directory (kept for next time),
+    # so that a work tree in the middle of someone's edit does not matter.
+    rev=$(git rev-parse --short "$MERIDIAN_REV")
+    src=/tmp/meridian-bench-src-$rev
+    if [[ ! -d $src ]]; then
+        mkdir -p "$src.tmp"
+        git archive "$rev" | tar -x -C "$src.tmp"
+        mv "$src.tmp" "$src"
+    fi
+    (cd "$src" && CARGO_TARGET_DIR=/tmp/meridian-bench-target cargo build --release -q -p meridian)
+    MERIDIAN=/tmp/meridian-bench-target/release/meridian
+    echo "meridian: commit $rev"
+elif [[ $BUILD == 1 ]] && ! cargo build --release -q -p meridian; then
+    echo "the work tree does not build; try MERIDIAN_REV=HEAD bash bench/serve.sh" >&2
+    exit 1
+fi
+
+WORK=$(mktemp -d /tmp/meridian-bench.XXXXXX)
+chmod 755 "$WORK"
+RESULTS=$WORK/results.txt
+: >"$RESULTS"
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    for p in "${PIDS[@]}"; do
+        wait "$p" 2>/dev/null || true
+    done
+    if [[ -n $OUT ]]; then cp "$RESULTS" "$OUT"; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+NOSYSTIME=(setpriv --bounding-set -sys_time --)
+
+meridian_conf() { # $1: extra lines
+    cat <<EOF
+server 127.127.1.0
+fudge 127.127.1.0 stratum 2
+restrict default
+interface listen 127.0.0.1
+$1
+EOF
+}
+
+chrony_conf() { # $1: port, $2: directory for its files
+    cat <<EOF
+local stratum 3
+allow all
+port $1
+cmdport 0
+bindaddress 127.0.0.1
+pidfile $2/chronyd.pid
+driftfile $2/chrony.drift
+EOF
+}
+
+# next_port: advance $port to the next UDP port nobody on this machine is bound to, so
+# that a readiness probe can never be answered by someone else's server.
+next_port() {
+    port=$((port + 1))
+    while [[ -n $(ss -Hlun "sport = :$port" 2>/dev/null) ]]; do port=$((port + 1)); done
+}
+
+SPID=
+# start_server NAME PORT [MERIDIAN_EXTRA_CONF]: start it pinned and wait until it answers.
+start_server() {
+    local name=$1 port=$2 extra=${3:-} log=$WORK/$1-$2.log
+    case $name in
+    echo)
+        taskset -c "$SERVER_CPU" "${NOSYSTIME[@]}" "$T/udp-echo" --bind "127.0.0.1:$port" --max-seconds 600 2>"$log" &
+        ;;
+    meridian | meridian-w2)
+        local workers=1 cpus=$SERVER_CPU
+        if [[ $name == meridian-w2 ]]; then workers=2 cpus=$SERVER_CPU,$LOADGEN_CPU; fi
+        meridian_conf "$extra" >"$WORK/$name-$port.conf"
+        taskset -c "$cpus" "${NOSYSTIME[@]}" "$MERIDIAN" ntpd -n --observe -c "$WORK/$name-$port.conf" \
+            --port "$port" --workers "$workers" 2>"$log" &
+        ;;
+    chrony)
+        local dir=$WORK/chrony-$port
+        mkdir -p "$dir"
+        if id _chrony >/dev/null 2>&1; then chown _chrony "$dir"; fi
+        chrony_conf "$port" "$dir" >"$dir/chrony.conf"
+        taskset -c "$SERVER_CPU" "${NOSYSTIME[@]}" chronyd -x -d -f "$dir/chrony.conf" 2>"$log" &
+        ;;
+    *)
+        echo "unknown server $name" >&2
+        exit 2
+        ;;
+    esac
+    SPID=$!
+    PIDS+=("$SPID")
+    local i
+    for i in $(seq 50); do
+        if ! kill -0 "$SPID" 2>/dev/null; then
+            echo "$name exited at startup:" >&2
+            cat "$log" >&2
+            exit 1
+        fi
+        if "$T/loadgen" --target "127.0.0.1:$port" --rate 2000 --duration 0.05 --clients 1 --sockets 1 \
+            --drain-ms 100 -q | grep -q ' replies=[1-9]'; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "$name on port $port never answered" >&2
+    exit 1
+}
+
+stop_server() {
+    kill "$SPID" 2>/dev/null || true
+    wait "$SPID" 2>/dev/null || true
+    local keep=() p
+    for p in "${PIDS[@]}"; do [[ $p == "$SPID" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+loadgen() { # loadgen LABEL PORT ARGS...: one pinned run against $SPID, RESULT line kept
+    local label=$1 port=$2
+    shift 2
+    "$T/loadgen" --target "127.0.0.1:$port" --cpu "$LOADGEN_CPU" --watch-pid "$SPID" --label "$label" -q "$@" |
+        tee -a "$RESULTS" | sed -E 's/^RESULT /  /; s/ (clients|duration_s|sent|send_errors|kods|invalid|unknown|misdelivered|p999_us|max_us|server_cpu_s|rss_kib)=[^ ]*//g'
+}
+
+echo "== meridian serving benchmark: ${DURATION}s per run, $REPS reps, rates: $RATES"
+echo "   machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); servers on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU"
+echo "   $(chronyd --version | head -1)"
+port=$PORT
+for rep in $(seq "$REPS"); do
+    for server in $SERVERS; do
+        next_port
+        start_server "$server" "$port"
+        # Warm-up: caches, page faults, chrony's first client-log entries.
+        "$T/loadgen" --target "127.0.0.1:$port" --rate 20000 --duration 0.3 --clients "$CLIENTS" -q >/dev/null
+        for rate in $RATES; do
+            loadgen "$server|$rate|$rep" "$port" --rate "$rate" --duration "$DURATION" --clients "$CLIENTS"
+        done
+        stop_server
+    done
+done
+
+if [[ $MEMORY_CLIENTS -gt 0 ]]; then
+    echo "== memory: RSS after $MEMORY_CLIENTS distinct clients sent one request each"
+    for server in meridian chrony; do
+        next_port
+        extra=""
+        if [[ $server == meridian ]]; then extra="mru maxdepth $MEMORY_CLIENTS"; fi
+        start_server "$server" "$port" "$extra"
+        read -r rss0 hwm0 < <(awk '/^VmRSS:/{r=$2} /^VmHWM:/{h=$2} END{print r, h}' "/proc/$SPID/status")
+        echo "$server before: VmRSS $rss0 KiB" | tee -a "$RESULTS"
+        echo "MEMBEFORE server=$server rss_kib=$rss0 hwm_kib=$hwm0" >>"$RESULTS"
+        loadgen "mem-$server|$MEMORY_CLIENTS|1" "$port" --rate 50000 --duration 5 --clients "$MEMORY_CLIENTS" \
+            --count "$MEMORY_CLIENTS" --sockets 8
+        stop_server
+    done
+fi
+
+echo
+echo "== results (medians over $REPS runs; 'x echo' = replies/s and CPU per reply relative to udp-echo at the same offered rate)"
+awk -v servers="$SERVERS" -v rates="$RATES" '
+function med(key,    n, i, j, t, a) {
+    n = cnt[key]
+    if (n == 0) return "nan"
+    for (i = 1; i <= n; i++) a[i] = val[key, i] + 0
+    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    return a[int((n + 1) / 2)]
+}
+function put(k, v) { cnt[k]++; val[k, cnt[k]] = v }
+/^RESULT / {
+    for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+    split(f["label"], l, "|")
+    if (l[1] ~ /^mem-/) {
+        name = substr(l[1], 5); mcl[name] = f["clients"]; mrep[name] = f["replies"]; mkod[name] = f["kods"]
+        mrss[name] = f["rss_kib"]; mhwm[name] = f["hwm_kib"]
+        next
+    }
+    id = l[1] SUBSEP l[2]
+    put(id SUBSEP "off", f["offered_per_s"]); put(id SUBSEP "rep", f["replies_per_s"])
+    put(id SUBSEP "loss", f["loss_pct"]); put(id SUBSEP "cpu", f["cpu_us_per_reply"])
+    put(id SUBSEP "util", f["server_cpu_pct"]); put(id SUBSEP "p50", f["p50_us"])
+    put(id SUBSEP "p99", f["p99_us"]); put(id SUBSEP "hwm", f["hwm_kib"])
+    put(id SUBSEP "sdrop", f["sent"] > 0 && f["server_sock_drops"] >= 0 ? 100 * f["server_sock_drops"] / f["sent"] : -1)
+    put(id SUBSEP "cdrop", f["client_drops"]); put(id SUBSEP "bad", f["invalid"] + f["unknown"] + f["misdelivered"])
+}
+/^MEMBEFORE / { split($2, s, "="); split($3, r, "="); before[s[2]] = r[2] }
+END {
+    printf "%-12s %8s %9s %10s %7s %9s %8s %6s %9s %9s %8s %8s %8s\n", "server", "offered", "sent/s", "replies/s", "loss%", "sockdrop%", "CPUus/rp", "CPU%", "p50 us", "p99 us", "RSS MiB", "rep/echo", "cpu/echo"
+    ns = split(servers, S, " "); nr = split(rates, R, " ")
+    for (si = 1; si <= ns; si++) for (ri = 1; ri <= nr; ri++) {
+        id = S[si] SUBSEP R[ri]; if (!((id SUBSEP "rep") in cnt)) continue
+        e = "echo" SUBSEP R[ri]
+        rr = ((e SUBSEP "rep") in cnt) && med(e SUBSEP "rep") > 0 ? sprintf("%.2f", med(id SUBSEP "rep") / med(e SUBSEP "rep")) : "-"
+        cr = ((e SUBSEP "cpu") in cnt) && med(e SUBSEP "cpu") > 0 ? sprintf("%.2f", med(id SUBSEP "cpu") / med(e SUBSEP "cpu")) : "-"
+        printf "%-12s %8s %9.0f %10.0f %7.2f %9.2f %8.2f %6.0f %9.0f %9.0f %8.1f %8s %8s\n", S[si], R[ri], med(id SUBSEP "off"), med(id SUBSEP "rep"),
+            med(id SUBSEP "loss"), med(id SUBSEP "sdrop"), med(id SUBSEP "cpu"), med(id SUBSEP "util"), med(id SUBSEP "p50"), med(id SUBSEP "p99"), med(id SUBSEP "hwm") / 1024, rr, cr
+        if (med(id SUBSEP "cdrop") > 0 || med(id SUBSEP "bad") > 0) printf "    (note: loadgen-side drops %d, invalid/unknown replies %d)\n", med(id SUBSEP "cdrop"), med(id SUBSEP "bad")
+    }
+    for (name in mrep) {
+        if (!memhdr++) printf "\n%-12s %9s %9s %8s %11s %11s %11s %9s\n", "memory", "clients", "replies", "KoDs", "RSS before", "RSS after", "peak (HWM)", "growth"
+        printf "%-12s %9d %9d %8d %7.1f MiB %7.1f MiB %7.1f MiB %5.1f MiB\n", name, mcl[name], mrep[name], mkod[name], before[name] / 1024, mrss[name] / 1024, mhwm[name] / 1024, (mhwm[name] - before[name]) / 1024
+    }
+}' "$RESULTS"
+echo "   load average now: $(cut -d' ' -f1-3 /proc/loadavg) (other work on these CPUs makes every figure noisy; compare within one run)"

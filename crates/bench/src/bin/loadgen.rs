@@ -1,0 +1,578 @@
+//! `loadgen`: offer NTP client requests to a loopback server and measure its answers.
+//!
+//! It sends version-4 mode-3 requests with random transmit timestamps, at a fixed rate
+//! (`--rate 100000`) or as fast as one CPU can (`--rate max`), for `--duration` seconds,
+//! from `--clients` distinct source addresses in 127.0.0.0/8 (never 127.127/16, which
+//! servers treat as reference-clock pseudo-addresses), with batched `sendmmsg`. With as
+//! many sockets as clients, each socket is bound to its own address (and a random port);
+//! with more clients than sockets, the sockets are bound to the wildcard address and each
+//! datagram names its source with `IP_PKTINFO`, so 100 000 clients need only a few sockets.
+//!
+//! Every reply is checked: from the target, mode 4 version 4, delivered to the client that
+//! asked, and with an origin timestamp equal to the transmit of a request still
+//! outstanding (a table keyed by transmit). Latency runs from just before the `sendmmsg`
+//! that carried the request to the kernel's receive timestamp of the reply
+//! (`SO_TIMESTAMPNS`), so the load generator's own scheduling does not inflate it.
+//! Replies arriving within `--drain-ms` after the last send are counted; the rest of the
+//! requests are lost. Drops in the load generator's own socket buffers are reported
+//! separately (`SO_RXQ_OVFL`), so they are not blamed on the server.
+//!
+//! With `--watch-pid`, the server's CPU time over the run and its memory are read from
+//! `/proc`. The last line printed is the machine-readable summary: `RESULT key=value ...`.
+#![warn(missing_docs)]
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use meridian_bench::ntp::{self, ReplyKind};
+use meridian_bench::{stats, sys};
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Requests per second, or as fast as possible.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Rate {
+    /// A fixed offered rate.
+    PerSecond(f64),
+    /// Open loop, as fast as this process can send.
+    Max,
+}
+
+impl FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("max") {
+            return Ok(Rate::Max);
+        }
+        let (num, scale) = match s.strip_suffix(['k', 'K']) {
+            Some(n) => (n, 1000.0),
+            None => (s, 1.0),
+        };
+        match num.parse::<f64>() {
+            Ok(r) if r > 0.0 && r.is_finite() => Ok(Rate::PerSecond(r * scale)),
+            _ => Err(format!(
+                "'{s}': expected a positive number of requests per second, or 'max'"
+            )),
+        }
+    }
+}
+
+/// NTP load generator for loopback servers.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The server; must be in 127.0.0.0/8.
+    #[arg(long, default_value = "127.0.0.1:12300")]
+    target: SocketAddrV4,
+    /// Offered requests per second, or "max".
+    #[arg(long, default_value = "50000")]
+    rate: Rate,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// Stop after this many requests (with `--clients N --count N` each client sends once).
+    #[arg(long)]
+    count: Option<u64>,
+    /// Distinct client (source) addresses.
+    #[arg(long, default_value_t = 64)]
+    clients: u32,
+    /// Sockets; at most `--clients`. Fewer sockets than clients switches to IP_PKTINFO sources.
+    #[arg(long, default_value_t = 64)]
+    sockets: u32,
+    /// Milliseconds to wait for late replies after the last send.
+    #[arg(long, default_value_t = 300)]
+    drain_ms: u64,
+    /// Pin to this CPU.
+    #[arg(long)]
+    cpu: Option<usize>,
+    /// Server process whose CPU time and memory to report.
+    #[arg(long)]
+    watch_pid: Option<u32>,
+    /// Label for the RESULT line (no spaces).
+    #[arg(long, default_value = "run")]
+    label: String,
+    /// Print only the RESULT line.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Seed for the transmit timestamps (random when absent).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// A hasher for keys that are already uniformly random (the transmit timestamps).
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// A request waiting for its reply.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    sent_ns: u64,
+    client: u32,
+}
+
+/// The `i`th client address: 127.a.b.c with a from 1, c in 1..=254, skipping 127.127/16.
+fn client_addr(i: u32) -> Ipv4Addr {
+    let c = (i % 254 + 1) as u8;
+    let rest = i / 254;
+    let b = (rest % 256) as u8;
+    let mut a = rest / 256 + 1;
+    if a >= 127 {
+        a += 1;
+    }
+    Ipv4Addr::new(127, a.min(255) as u8, b, c)
+}
+
+/// Highest client count [`client_addr`] maps to distinct addresses.
+const MAX_CLIENTS: u32 = 254 * 256 * 254;
+
+#[derive(Debug, Default)]
+struct Counts {
+    sent: u64,
+    send_errors: u64,
+    replies: u64,
+    kods: u64,
+    invalid: u64,
+    unknown: u64,
+    misdelivered: u64,
+    latencies_ns: Vec<u64>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if !args.target.ip().is_loopback() {
+        eprintln!(
+            "loadgen: refusing target {}: loopback (127.0.0.0/8) only",
+            args.target
+        );
+        return ExitCode::from(2);
+    }
+    if args.clients == 0
+        || args.clients > MAX_CLIENTS
+        || !(args.duration > 0.0 && args.duration <= 600.0)
+    {
+        eprintln!("loadgen: need 1..={MAX_CLIENTS} clients and a duration in (0, 600] s");
+        return ExitCode::from(2);
+    }
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_sockets(args: &Args) -> std::io::Result<(Vec<Socket>, bool)> {
+    let sockets = args.sockets.clamp(1, args.clients);
+    let pktinfo = sockets < args.clients;
+    let mut out = Vec::with_capacity(sockets as usize);
+    for i in 0..sockets {
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_nonblocking(true)?;
+        // Large buffers so that our own side never drops what the server answered.
+        sys::force_buffers(&s, 8 << 20)?;
+        sys::enable_rx_metadata(&s)?;
+        let ip = if pktinfo {
+            Ipv4Addr::UNSPECIFIED
+        } else {
+            client_addr(i)
+        };
+        s.bind(&SocketAddr::V4(SocketAddrV4::new(ip, 0)).into())?;
+        out.push(s);
+    }
+    Ok((out, pktinfo))
+}
+
+fn run(args: &Args) -> std::io::Result<()> {
+    if let Some(cpu) = args.cpu {
+        sys::pin_to_cpu(cpu)?;
+    }
+    let (sockets, pktinfo) = open_sockets(args)?;
+    let mut epoll = sys::Epoll::new(sockets.len())?;
+    for (i, s) in sockets.iter().enumerate() {
+        epoll.add(s, i as u64)?;
+    }
+    let mut rng = match args.seed {
+        Some(s) => SmallRng::seed_from_u64(s),
+        None => SmallRng::from_entropy(),
+    };
+    let max_count = args.count.unwrap_or(u64::MAX);
+    let expected = match args.rate {
+        Rate::PerSecond(r) => ((r * args.duration) as u64).min(max_count),
+        Rate::Max => max_count.min(4_000_000 * args.duration as u64 + 1_000_000),
+    };
+    // The table only holds requests in flight; it grows if the server falls far behind.
+    let mut pending: HashMap<u64, Pending, BuildHasherDefault<IdentityHasher>> =
+        HashMap::with_capacity_and_hasher((expected as usize).min(1 << 20), Default::default());
+    let mut c = Counts {
+        latencies_ns: Vec::with_capacity((expected as usize).min(4 << 20)),
+        ..Counts::default()
+    };
+    let mut socket_drops = vec![0u32; sockets.len()];
+    let mut tx = sys::Batch::new();
+    let mut rx = sys::Batch::new();
+    let mut ready = Vec::with_capacity(sockets.len());
+    let batch = 32usize;
+    let (mut next_socket, mut next_client) = (0usize, 0u32);
+    let mut transmits = [0u64; 32];
+    let mut clients_of = [0u32; 32];
+
+    let cpu_before = args.watch_pid.and_then(stats::process_cpu_ns);
+    let drops_before = stats::udp_port_drops(args.target.port());
+    let start = Instant::now();
+    let send_for = Duration::from_secs_f64(args.duration);
+    let drain = Duration::from_millis(args.drain_ms);
+    let mut last_send = start;
+    let mut send_end = None;
+    loop {
+        let now = Instant::now();
+        let elapsed = now - start;
+        let sending = elapsed < send_for && c.sent + c.send_errors < max_count;
+        if !sending {
+            let end = *send_end.get_or_insert(now);
+            if pending.is_empty() || now - end >= drain {
+                break;
+            }
+        }
+        if sending {
+            let due = match args.rate {
+                Rate::Max => batch as u64,
+                Rate::PerSecond(r) => {
+                    ((r * elapsed.as_secs_f64()) as u64).saturating_sub(c.sent + c.send_errors)
+                }
+            }
+            .min(max_count - c.sent - c.send_errors);
+            // Send in bursts of at least 8 unless the last send was 100 µs ago, so that a
+            // modest rate still uses batches without delaying requests noticeably.
+            if due >= 8 || (due > 0 && now - last_send >= Duration::from_micros(100)) {
+                let k = (due as usize).min(batch);
+                let s = next_socket % sockets.len();
+                next_socket += 1;
+                for j in 0..k {
+                    let client = if pktinfo {
+                        let cl = next_client;
+                        next_client = (next_client + 1) % args.clients;
+                        cl
+                    } else {
+                        s as u32
+                    };
+                    let mut transmit: u64 = rng.gen();
+                    while transmit == 0
+                        || pending.contains_key(&transmit)
+                        || transmits[..j].contains(&transmit)
+                    {
+                        transmit = rng.gen();
+                    }
+                    transmits[j] = transmit;
+                    clients_of[j] = client;
+                    let buf: &mut [u8; ntp::HEADER_LEN] = (&mut tx.buf_mut(j)[..ntp::HEADER_LEN])
+                        .try_into()
+                        .expect("header fits a slot");
+                    ntp::write_request(buf, transmit);
+                    tx.set_len(j, ntp::HEADER_LEN);
+                    tx.set_peer(j, args.target);
+                    tx.set_source(j, pktinfo.then(|| client_addr(client)));
+                }
+                // Latency starts here, just before the requests go to the kernel. Replies
+                // are only read after the send returns, so the table can be filled after it.
+                let sent_ns = sys::realtime_ns();
+                let (ok, err) = tx.send(&sockets[s], k);
+                for j in 0..ok {
+                    pending.insert(
+                        transmits[j],
+                        Pending {
+                            sent_ns,
+                            client: clients_of[j],
+                        },
+                    );
+                }
+                c.sent += ok as u64;
+                c.send_errors += (k - ok) as u64;
+                if let (Some(e), false) = (err, args.quiet) {
+                    if c.send_errors <= 3 {
+                        eprintln!("loadgen: send failed: {e}");
+                    }
+                }
+                last_send = now;
+            }
+        }
+        // Poll when there is more to send soon; otherwise sleep up to 1 ms for replies.
+        let idle_wait = if sending { 0 } else { 1 };
+        ready.clear();
+        epoll.wait(idle_wait, &mut ready)?;
+        for &token in &ready {
+            let s = token as usize;
+            // A few rounds per socket per wake-up, so one busy socket cannot starve sending.
+            for _ in 0..4 {
+                let n = match rx.recv(&sockets[s], sys::MAX_BATCH, libc::MSG_DONTWAIT) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                let after_ns = sys::realtime_ns();
+                for i in 0..n {
+                    let meta = rx.meta(i);
+                    if let Some(d) = meta.socket_drops {
+                        socket_drops[s] = socket_drops[s].max(d);
+                    }
+                    account(
+                        &mut c,
+                        &mut pending,
+                        &rx,
+                        i,
+                        meta,
+                        after_ns,
+                        args.target,
+                        pktinfo,
+                        s,
+                    );
+                }
+                if n < sys::MAX_BATCH {
+                    break;
+                }
+            }
+        }
+    }
+    let cpu_after = args.watch_pid.and_then(stats::process_cpu_ns);
+    let measured = Measured {
+        send_secs: send_end
+            .map_or(args.duration, |e| (e - start).as_secs_f64())
+            .max(1e-3),
+        lost_outstanding: pending.len() as u64,
+        client_drops: socket_drops.iter().map(|&d| u64::from(d)).sum(),
+        server_drops: match (drops_before, stats::udp_port_drops(args.target.port())) {
+            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+            _ => None,
+        },
+        cpu_ns: match (cpu_before, cpu_after) {
+            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+            _ => None,
+        },
+        memory: args.watch_pid.and_then(stats::process_memory_kib),
+        pktinfo,
+        sockets: sockets.len(),
+    };
+    report(args, &mut c, &measured);
+    Ok(())
+}
+
+/// Check one received datagram and count it.
+#[allow(clippy::too_many_arguments)]
+fn account(
+    c: &mut Counts,
+    pending: &mut HashMap<u64, Pending, BuildHasherDefault<IdentityHasher>>,
+    rx: &sys::Batch,
+    i: usize,
+    meta: sys::RxMeta,
+    after_ns: u64,
+    target: SocketAddrV4,
+    pktinfo: bool,
+    socket: usize,
+) {
+    if meta.truncated || rx.peer(i) != target {
+        c.invalid += 1;
+        return;
+    }
+    let (origin, is_kod) = match ntp::classify_reply(rx.payload(i)) {
+        ReplyKind::Answer { origin } => (origin, false),
+        ReplyKind::Kod { origin } => (origin, true),
+        ReplyKind::Invalid => {
+            c.invalid += 1;
+            return;
+        }
+    };
+    let Some(p) = pending.remove(&origin) else {
+        // Not (or no longer) outstanding: a duplicate, or an answer to nothing we sent.
+        c.unknown += 1;
+        return;
+    };
+    let expected_dest = client_addr(p.client);
+    let delivered_right = match meta.destination {
+        Some(d) => d == expected_dest,
+        None => true,
+    } && (pktinfo || p.client as usize == socket);
+    if !delivered_right {
+        c.misdelivered += 1;
+        return;
+    }
+    if is_kod {
+        c.kods += 1;
+        return;
+    }
+    c.replies += 1;
+    let rx_ns = meta.kernel_ns.unwrap_or(after_ns);
+    c.latencies_ns.push(rx_ns.saturating_sub(p.sent_ns));
+}
+
+/// What was measured besides the reply counts.
+struct Measured {
+    /// Seconds from the first send to the last (the rates' denominator).
+    send_secs: f64,
+    /// Requests still unanswered at the end.
+    lost_outstanding: u64,
+    /// Datagrams dropped by loadgen's own sockets.
+    client_drops: u64,
+    /// Datagrams dropped by the server's sockets (`/proc/net/udp`), over the run.
+    server_drops: Option<u64>,
+    /// The watched server's CPU time over the run.
+    cpu_ns: Option<u64>,
+    /// The watched server's (VmRSS, VmHWM) in KiB at the end.
+    memory: Option<(u64, u64)>,
+    /// Sources given by IP_PKTINFO rather than by binding.
+    pktinfo: bool,
+    /// Sockets used.
+    sockets: usize,
+}
+
+fn report(args: &Args, c: &mut Counts, m: &Measured) {
+    c.latencies_ns.sort_unstable();
+    let secs = m.send_secs;
+    let (lost_outstanding, client_drops, cpu_ns, pktinfo, sockets) = (
+        m.lost_outstanding,
+        m.client_drops,
+        m.cpu_ns,
+        m.pktinfo,
+        m.sockets,
+    );
+    let server_drops = m.server_drops.map_or(-1, |d| d as i64);
+    let attempted = c.sent + c.send_errors;
+    let offered_rate = attempted as f64 / secs;
+    let reply_rate = c.replies as f64 / secs;
+    let loss_pct = if c.sent == 0 {
+        0.0
+    } else {
+        100.0 * (c.sent - c.replies.min(c.sent)) as f64 / c.sent as f64
+    };
+    let us = |q: f64| stats::quantile(&c.latencies_ns, q).map_or(f64::NAN, |ns| ns as f64 / 1000.0);
+    let (p50, p99, p999, max) = (us(0.5), us(0.99), us(0.999), us(1.0));
+    let cpu_per_reply_us = cpu_ns.map_or(f64::NAN, |ns| {
+        if c.replies == 0 {
+            f64::NAN
+        } else {
+            ns as f64 / 1000.0 / c.replies as f64
+        }
+    });
+    let cpu_util_pct = cpu_ns.map_or(f64::NAN, |ns| 100.0 * ns as f64 / 1e9 / secs);
+    let (rss, hwm) = m.memory.unwrap_or((0, 0));
+    let rate_text = match args.rate {
+        Rate::Max => "max".to_string(),
+        Rate::PerSecond(r) => format!("{r:.0}"),
+    };
+    if !args.quiet {
+        eprintln!(
+            "loadgen {}: {:.2} s to {}, rate {}, {} clients over {} sockets ({})",
+            args.label,
+            secs,
+            args.target,
+            rate_text,
+            args.clients,
+            sockets,
+            if pktinfo {
+                "IP_PKTINFO sources"
+            } else {
+                "one bound address per socket"
+            }
+        );
+        eprintln!(
+            "  offered   {offered_rate:>10.0} req/s  ({} sent, {} send errors)",
+            c.sent, c.send_errors
+        );
+        eprintln!(
+            "  answered  {reply_rate:>10.0} rep/s  ({} valid replies, loss {loss_pct:.2}%)",
+            c.replies
+        );
+        eprintln!(
+            "  rejected  {} KoD, {} invalid, {} unknown origin, {} misdelivered; {} never answered",
+            c.kods, c.invalid, c.unknown, c.misdelivered, lost_outstanding
+        );
+        eprintln!(
+            "  drops     {server_drops} in the server's socket buffers (-1: unknown), {client_drops} in loadgen's own"
+        );
+        eprintln!(
+            "  latency   p50 {p50:.1} µs, p99 {p99:.1} µs, p99.9 {p999:.1} µs, max {max:.1} µs"
+        );
+        if let Some(pid) = args.watch_pid {
+            eprintln!(
+                "  server    pid {pid}: CPU {:.3} s ({cpu_util_pct:.0}% of one CPU), {cpu_per_reply_us:.2} µs/reply; RSS {rss} KiB, peak {hwm} KiB",
+                cpu_ns.map_or(f64::NAN, |n| n as f64 / 1e9)
+            );
+        }
+    }
+    println!(
+        "RESULT label={} rate={} clients={} duration_s={:.3} offered_per_s={:.0} sent={} send_errors={} replies={} replies_per_s={:.0} \
+         loss_pct={:.3} kods={} invalid={} unknown={} misdelivered={} client_drops={} server_sock_drops={} p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1} \
+         server_cpu_s={:.4} server_cpu_pct={:.1} cpu_us_per_reply={:.3} rss_kib={} hwm_kib={}",
+        args.label,
+        rate_text,
+        args.clients,
+        secs,
+        offered_rate,
+        c.sent,
+        c.send_errors,
+        c.replies,
+        reply_rate,
+        loss_pct,
+        c.kods,
+        c.invalid,
+        c.unknown,
+        c.misdelivered,
+        client_drops,
+        server_drops,
+        p50,
+        p99,
+        p999,
+        max,
+        cpu_ns.map_or(f64::NAN, |n| n as f64 / 1e9),
+        cpu_util_pct,
+        cpu_per_reply_us,
+        rss,
+        hwm
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_addresses_are_distinct_loopback_and_avoid_refclock_range() {
+        let mut seen = std::collections::HashSet::new();
+        for i in (0..200_000).chain([MAX_CLIENTS - 1]) {
+            let a = client_addr(i);
+            assert!(a.is_loopback(), "{a}");
+            let o = a.octets();
+            assert!(o[1] != 127 && o[1] != 0, "{a}");
+            assert!(o[3] != 0 && o[3] != 255, "{a}");
+            assert!(seen.insert(a), "duplicate {a}");
+        }
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!("max".parse::<Rate>(), Ok(Rate::Max));
+        assert_eq!("50000".parse::<Rate>(), Ok(Rate::PerSecond(50000.0)));
+        assert_eq!("50k".parse::<Rate>(), Ok(Rate::PerSecond(50000.0)));
+        assert!("0".parse::<Rate>().is_err());
+        assert!("fast".parse::<Rate>().is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! Meridian's serving benchmarks.
+//!
+//! Two binaries and a microbenchmark:
+//!
+//! * `loadgen` offers NTP client requests to a server at a fixed rate (or as fast as it
+//!   can) from many loopback source addresses, validates every reply against the request
+//!   it answers, and reports replies per second, loss, latency percentiles and, for a
+//!   watched server process, CPU time per reply and memory.
+//! * `udp-echo` answers the same requests with no NTP logic at all, batched: the physical
+//!   limit of this kernel's UDP path, against which servers are compared.
+//! * `benches/hotpath.rs` times the pieces of the daemon's per-packet work in isolation.
+//!
+//! `bench/serve.sh` at the top of the workspace runs them side by side against Meridian
+//! and chronyd. All `unsafe` code lives in [`sys`].
+#![warn(missing_docs)]
+
+pub mod ntp;
+pub mod stats;
+pub mod sys;
