@@ -18,6 +18,7 @@
 //! * A raw NTP client ([`ntp_probe`], [`ntp_burst`]) with its own tiny packet
 //!   parser.
 //! * [`relay`]: a user-space UDP relay adding delay and jitter.
+//! * [`sync`]: helpers for syncing and fault tests (a lying server, RSS).
 //!
 //! Safety rules: nothing here can change the system clock (every spawned
 //! program runs without `CAP_SYS_TIME`; chronyd always with `-x`; ntpsec's
@@ -25,7 +26,9 @@
 //! goes to loopback or to namespaces created by the test.
 #![allow(dead_code)]
 
+pub mod control;
 pub mod relay;
+pub mod sync;
 
 use std::ffi::OsStr;
 use std::fmt;

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod control;
 pub mod exchange;
 pub mod extension;
 pub mod mac;
@@ -17,6 +18,10 @@ pub mod refid;
 pub mod server;
 pub mod timestamp;
 
+pub use control::{
+    ControlHeader, ControlRequest, ErrorCode, Fragmenter, PeerSelect, PeerStatus, Reassembly,
+    RequestError, SystemStatus, VarItem, VarList, VarWriter,
+};
 pub use exchange::{
     new_client_request, offset_delay, validate_reply, ClientRequest, Exchange, ReplyError, Sample,
     PHI,

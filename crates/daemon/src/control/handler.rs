@@ -12,8 +12,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use meridian_conf::restrict::RestrictFlags;
 use meridian_proto::control::{
-    format_timestamp, opcode, parse_request, parse_timestamp, ControlHeader, ErrorCode, Fragmenter, VarList,
-    VarWriter, MAX_DATA_LEN, MAX_FRAGMENT_LEN,
+    format_timestamp, opcode, parse_request, parse_timestamp, ControlHeader, ErrorCode, Fragmenter,
+    VarList, VarWriter, MAX_DATA_LEN, MAX_FRAGMENT_LEN,
 };
 use meridian_proto::NtpTimestamp;
 
@@ -94,7 +94,10 @@ pub fn handle_request(
         opcode::SETTRAP => Err(ErrorCode::Permission),
         opcode::UNSETTRAP if !env.flags.allows_trap() => Err(ErrorCode::Permission),
         opcode::UNSETTRAP => Err(ErrorCode::BadAssociation),
-        opcode::REQ_NONCE => Ok(Reply::text(0, format!("nonce={}", env.nonce.issue(source.ip(), env.now)))),
+        opcode::REQ_NONCE => Ok(Reply::text(
+            0,
+            format!("nonce={}", env.nonce.issue(source.ip(), env.now)),
+        )),
         opcode::READ_MRU => {
             if !env.flags.allows_mrulist() {
                 Err(ErrorCode::Permission)
@@ -110,7 +113,11 @@ pub fn handle_request(
     };
     match reply {
         Ok(r) => {
-            let limit = if r.verified { MAX_MRU_FRAGMENTS } else { MAX_UNVERIFIED_FRAGMENTS };
+            let limit = if r.verified {
+                MAX_MRU_FRAGMENTS
+            } else {
+                MAX_UNVERIFIED_FRAGMENTS
+            };
             if Fragmenter::fragment_count(r.data.len()) > limit {
                 return refuse(&h, leap, ErrorCode::Unspecified, emit);
             }
@@ -127,7 +134,12 @@ pub fn handle_request(
     }
 }
 
-fn refuse(h: &ControlHeader, leap: u8, code: ErrorCode, emit: &mut dyn FnMut(&[u8])) -> ControlOutcome {
+fn refuse(
+    h: &ControlHeader,
+    leap: u8,
+    code: ErrorCode,
+    emit: &mut dyn FnMut(&[u8]),
+) -> ControlOutcome {
     let mut b = [0u8; meridian_proto::control::HEADER_LEN];
     h.error_response(leap, code).encode(&mut b);
     emit(&b);
@@ -148,7 +160,11 @@ impl Reply {
         if !text.is_empty() {
             text.push_str("\r\n");
         }
-        Reply { status, data: text.into_bytes(), verified: false }
+        Reply {
+            status,
+            data: text.into_bytes(),
+            verified: false,
+        }
     }
 }
 
@@ -157,9 +173,18 @@ type ReplyResult = Result<Reply, ErrorCode>;
 fn status_only(env: &ControlEnv<'_>, assoc: u16) -> ReplyResult {
     let status = match assoc {
         0 => env.snapshot.system.status.to_word(),
-        id => env.snapshot.peer(id).ok_or(ErrorCode::BadAssociation)?.status.to_word(),
+        id => env
+            .snapshot
+            .peer(id)
+            .ok_or(ErrorCode::BadAssociation)?
+            .status
+            .to_word(),
     };
-    Ok(Reply { status, data: Vec::new(), verified: false })
+    Ok(Reply {
+        status,
+        data: Vec::new(),
+        verified: false,
+    })
 }
 
 fn read_status(env: &ControlEnv<'_>, assoc: u16) -> ReplyResult {
@@ -176,7 +201,11 @@ fn read_status(env: &ControlEnv<'_>, assoc: u16) -> ReplyResult {
             [a, b, c, d]
         })
         .collect();
-    Ok(Reply { status: env.snapshot.system.status.to_word(), data, verified: false })
+    Ok(Reply {
+        status: env.snapshot.system.status.to_word(),
+        data,
+        verified: false,
+    })
 }
 
 /// The names asked for, or `None` for "the defaults"; `Err` when the list is not text.
@@ -202,7 +231,11 @@ fn read_vars(env: &ControlEnv<'_>, assoc: u16, data: &[u8]) -> ReplyResult {
 }
 
 fn read_clock(env: &ControlEnv<'_>, assoc: u16) -> ReplyResult {
-    let id = if assoc == 0 { env.snapshot.system.peer } else { assoc };
+    let id = if assoc == 0 {
+        env.snapshot.system.peer
+    } else {
+        assoc
+    };
     let p = env.snapshot.peer(id).ok_or(ErrorCode::BadAssociation)?;
     if !p.is_refclock() {
         return Err(ErrorCode::BadAssociation);
@@ -238,7 +271,9 @@ fn ntpd_restrict_bits(f: RestrictFlags) -> u32 {
         (RestrictFlags::MSSNTP, 0x0800),
         (RestrictFlags::NOMRULIST, 0x2000),
     ];
-    MAP.iter().filter(|(r, _)| f.contains(*r)).fold(0, |acc, (_, b)| acc | b)
+    MAP.iter()
+        .filter(|(r, _)| f.contains(*r))
+        .fold(0, |acc, (_, b)| acc | b)
 }
 
 /// The parameters of one `READ_MRU` request.
@@ -278,8 +313,12 @@ fn parse_mru_query(text: &str) -> Result<MruQuery<'_>, ErrorCode> {
             // Accepted, not acted on: local-address filtering and sort order.
             "laddr" | "sort" | "recent" => {}
             name => {
-                let Some((kind, index)) = name.split_once('.') else { continue };
-                let Ok(index) = index.parse::<usize>() else { continue };
+                let Some((kind, index)) = name.split_once('.') else {
+                    continue;
+                };
+                let Ok(index) = index.parse::<usize>() else {
+                    continue;
+                };
                 if index >= MAX_RESUME_PAIRS || !matches!(kind, "addr" | "last") {
                     continue;
                 }
@@ -314,7 +353,10 @@ fn read_mru(env: &ControlEnv<'_>, client: IpAddr, data: &[u8]) -> Option<ReplyRe
         Err(code) => {
             // Only a client with a valid nonce learns about its bad parameters.
             let nonce = VarList::new(text).find(|i| i.name == "nonce")?.value?;
-            return env.nonce.verify(nonce, client, env.now).then_some(Err(code));
+            return env
+                .nonce
+                .verify(nonce, client, env.now)
+                .then_some(Err(code));
         }
     };
     if !env.nonce.verify(q.nonce?, client, env.now) {
@@ -327,14 +369,22 @@ fn read_mru(env: &ControlEnv<'_>, client: IpAddr, data: &[u8]) -> Option<ReplyRe
     if !q.resume.is_empty() {
         let found = q.resume.iter().find_map(|(_, addr, last)| {
             let (addr, last) = ((*addr)?, (*last)?);
-            entries.iter().position(|e| e.last.to_bits() == last && mru_addr(e) == addr)
+            entries
+                .iter()
+                .position(|e| e.last.to_bits() == last && mru_addr(e) == addr)
         });
-        let Some(i) = found else { return Some(Err(ErrorCode::UnknownVariable)) };
+        let Some(i) = found else {
+            return Some(Err(ErrorCode::UnknownVariable));
+        };
         w.put("last.older", &format_timestamp(entries[i].last.to_bits()));
         w.put("addr.older", &mru_addr(&entries[i]));
         start = i + 1;
     }
-    let frags = q.frags.unwrap_or(if q.limit.is_some() { MAX_MRU_FRAGMENTS } else { 4 });
+    let frags = q.frags.unwrap_or(if q.limit.is_some() {
+        MAX_MRU_FRAGMENTS
+    } else {
+        4
+    });
     let room = frags.clamp(1, MAX_MRU_FRAGMENTS) * MAX_DATA_LEN;
     let limit = q.limit.unwrap_or(MAX_MRU_ROWS).clamp(1, MAX_MRU_ROWS);
     // Keep room for the closing `now=…, last.newest=…` and the CR LF.

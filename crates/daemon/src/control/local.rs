@@ -16,9 +16,12 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use meridian_proto::control::{peer_event, source, sys_event};
-use meridian_proto::{LeapIndicator, NtpTimestamp, PeerSelect, PeerStatus, ReferenceId, ServerState, SystemStatus};
+use meridian_proto::{
+    LeapIndicator, NtpTimestamp, PeerSelect, PeerStatus, ReferenceId, ServerState, SystemStatus,
+};
 
 use super::vars::{ControlSnapshot, PeerVariables, SystemVariables};
+use super::SharedControl;
 use crate::reference::{LocalReference, LOCAL_DRIVER_PRECISION, LOCAL_POLL_SECONDS};
 
 /// The local clock driver's poll exponent (64 s).
@@ -64,7 +67,11 @@ pub fn system_variables(server: &ServerState, host: &HostInfo) -> SystemVariable
             leap,
             source: source::UNSPEC,
             event_count: 1,
-            last_event: if synced { sys_event::CLOCK_SYNC } else { sys_event::RESTART },
+            last_event: if synced {
+                sys_event::CLOCK_SYNC
+            } else {
+                sys_event::RESTART
+            },
         },
         version: host.version.clone(),
         processor: host.processor.clone(),
@@ -124,7 +131,10 @@ pub fn local_snapshot(
 ) -> ControlSnapshot {
     let mut system = system_variables(server, host);
     let LocalReference::LocalClock { address, stratum } = *reference else {
-        return ControlSnapshot { system, peers: Vec::new() };
+        return ControlSnapshot {
+            system,
+            peers: Vec::new(),
+        };
     };
     system.peer = assoc_id;
     system.status.source = source::LOCAL;
@@ -141,6 +151,7 @@ pub fn local_snapshot(
         },
         srcadr: IpAddr::V4(address),
         srcport: 123,
+        srchost: Some(format!("LOCAL({})", address.octets()[3])),
         dstadr: IpAddr::V4(Ipv4Addr::LOCALHOST),
         dstport: 123,
         leap: 0,
@@ -166,7 +177,50 @@ pub fn local_snapshot(
         jitter: 0.0,
         filter: vec![(0.0, 0.0, 0.0); 8],
     };
-    ControlSnapshot { system, peers: vec![peer] }
+    ControlSnapshot {
+        system,
+        peers: vec![peer],
+    }
+}
+
+/// Keeps what the published snapshot needs between updates (start time, the local
+/// driver's association id, host strings) and publishes a fresh one on each turn of the
+/// main loop.
+pub struct ControlPublisher {
+    /// The shared state handed to the workers.
+    pub shared: SharedControl,
+    started: NtpTimestamp,
+    assoc_id: u16,
+    host: HostInfo,
+}
+
+impl ControlPublisher {
+    /// Start at `now` (served clock) with an empty snapshot; call [`Self::publish`].
+    pub fn new(now: NtpTimestamp) -> Self {
+        let host = HostInfo::detect();
+        let server = ServerState::unsynchronized(0);
+        let initial = ControlSnapshot {
+            system: system_variables(&server, &host),
+            peers: Vec::new(),
+        };
+        ControlPublisher {
+            shared: SharedControl::new(initial, now),
+            started: now,
+            assoc_id: super::random_association_id(),
+            host,
+        }
+    }
+
+    /// Publish the snapshot for serving `server` from `reference`.
+    pub fn publish(&self, reference: &LocalReference, server: &ServerState) {
+        self.shared.publish(local_snapshot(
+            reference,
+            server,
+            self.started,
+            self.assoc_id,
+            &self.host,
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -180,10 +234,15 @@ mod tests {
 
     #[test]
     fn reach_builds_up_one_bit_per_poll() {
-        let start = NtpTimestamp::from_unix(1_800_000_000 - 1_800_000_000 % 64 + 10, 0);
-        let at = |polls: i64| NtpTimestamp::from_unix(1_800_000_000 - 1_800_000_000 % 64 + 64 * polls, 0);
+        // A whole multiple of 64 s in both Unix and NTP seconds: a poll boundary.
+        const BOUNDARY: i64 = 1_800_000_000;
+        let start = NtpTimestamp::from_unix(BOUNDARY + 10, 0);
+        let at = |polls: i64| NtpTimestamp::from_unix(BOUNDARY + 64 * polls, 0);
         let reaches: Vec<u8> = (0..10).map(|k| local_reach(start, at(k))).collect();
-        assert_eq!(reaches, [1, 3, 7, 0o17, 0o37, 0o77, 0o177, 0o377, 0o377, 0o377]);
+        assert_eq!(
+            reaches,
+            [1, 3, 7, 0o17, 0o37, 0o77, 0o177, 0o377, 0o377, 0o377]
+        );
     }
 
     #[test]
@@ -195,7 +254,11 @@ mod tests {
         let s = local_snapshot(&r, &server, now, 40123, &host);
         assert_eq!(s.system.stratum, 11);
         assert_eq!(s.system.peer, 40123);
-        assert_eq!(s.system.status.to_word() & 0xff00, 0x0500, "leap_none, sync_local");
+        assert_eq!(
+            s.system.status.to_word() & 0xff00,
+            0x0500,
+            "leap_none, sync_local"
+        );
         let p = s.peer(40123).unwrap();
         assert_eq!((p.stratum, p.status.to_word()), (10, 0x963a));
         assert_eq!(p.value("refid").unwrap().unwrap(), "LOCL");

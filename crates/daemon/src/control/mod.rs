@@ -24,7 +24,7 @@ use arc_swap::ArcSwap;
 use meridian_proto::NtpTimestamp;
 
 pub use handler::{handle_request, ControlEnv, ControlOutcome};
-pub use local::{local_snapshot, system_variables, HostInfo};
+pub use local::{local_snapshot, system_variables, ControlPublisher, HostInfo};
 pub use mru::{MruEntry, MruView, NonceKey, WorkerTables};
 pub use vars::{ControlSnapshot, PeerVariables, SystemVariables};
 

@@ -44,7 +44,7 @@ pub trait MruView {
     fn entries(&self) -> Vec<MruEntry>;
 }
 
-impl MruView for [MruEntry] {
+impl MruView for Vec<MruEntry> {
     fn entries(&self) -> Vec<MruEntry> {
         let mut v = self.to_vec();
         v.sort_by_key(|e| e.last);
@@ -64,7 +64,10 @@ pub struct WorkerTables {
 impl WorkerTables {
     /// No tables yet; their times count seconds from `epoch`.
     pub fn new(epoch: NtpTimestamp) -> Self {
-        WorkerTables { tables: Arc::new(Mutex::new(Vec::new())), epoch }
+        WorkerTables {
+            tables: Arc::new(Mutex::new(Vec::new())),
+            epoch,
+        }
     }
 
     /// Register one worker's table.
@@ -76,7 +79,10 @@ impl WorkerTables {
 
     /// A view with the restrict flags of `restrict`.
     pub fn view<'a>(&'a self, restrict: &'a RestrictTable) -> TablesView<'a> {
-        TablesView { tables: self, restrict }
+        TablesView {
+            tables: self,
+            restrict,
+        }
     }
 }
 
@@ -98,7 +104,9 @@ impl MruView for TablesView<'_> {
         for table in tables {
             let Ok(t) = table.lock() else { continue };
             for e in t.iter_recent() {
-                let m = merged.entry(e.addr).or_insert((e.first, e.last, 0, e.mode_version));
+                let m = merged
+                    .entry(e.addr)
+                    .or_insert((e.first, e.last, 0, e.mode_version));
                 m.0 = m.0.min(e.first);
                 if e.last >= m.1 {
                     m.1 = e.last;
@@ -152,8 +160,10 @@ impl NonceKey {
         if nonce.len() != 32 || !nonce.is_ascii() {
             return false;
         }
-        let (Ok(issued), Ok(tag)) = (u64::from_str_radix(&nonce[..16], 16), u64::from_str_radix(&nonce[16..], 16))
-        else {
+        let (Ok(issued), Ok(tag)) = (
+            u64::from_str_radix(&nonce[..16], 16),
+            u64::from_str_radix(&nonce[16..], 16),
+        ) else {
             return false;
         };
         let issued = NtpTimestamp::from_bits(issued);

@@ -88,6 +88,9 @@ pub struct PeerVariables {
     pub srcadr: IpAddr,
     /// `srcport`.
     pub srcport: u16,
+    /// `srchost`: the configured name (reference clocks: their name, `LOCAL(0)`), which
+    /// NTPsec's ntpq shows for reference clocks.
+    pub srchost: Option<String>,
     /// `dstadr`: our address for this association.
     pub dstadr: IpAddr,
     /// `dstport`.
@@ -147,16 +150,61 @@ impl PeerVariables {
 
 /// The system variables in the order ntpd sends them for a bare `rv`.
 pub const SYSTEM_DEFAULT: &[&str] = &[
-    "version", "processor", "system", "leap", "stratum", "precision", "rootdelay", "rootdisp", "refid",
-    "reftime", "clock", "peer", "tc", "mintc", "offset", "frequency", "sys_jitter", "clk_jitter",
-    "clk_wander", "tai", "leapsec", "expire",
+    "version",
+    "processor",
+    "system",
+    "leap",
+    "stratum",
+    "precision",
+    "rootdelay",
+    "rootdisp",
+    "refid",
+    "reftime",
+    "clock",
+    "peer",
+    "tc",
+    "mintc",
+    "offset",
+    "frequency",
+    "sys_jitter",
+    "clk_jitter",
+    "clk_wander",
+    "tai",
+    "leapsec",
+    "expire",
 ];
 
 /// The peer variables in the order ntpd sends them for a bare `rv ASSOC`.
 pub const PEER_DEFAULT: &[&str] = &[
-    "srcadr", "srcport", "dstadr", "dstport", "leap", "stratum", "precision", "rootdelay", "rootdisp",
-    "refid", "reftime", "rec", "reach", "unreach", "hmode", "pmode", "hpoll", "ppoll", "headway", "flash",
-    "keyid", "offset", "delay", "dispersion", "jitter", "filtdelay", "filtoffset", "filtdisp",
+    "srcadr",
+    "srcport",
+    "srchost",
+    "dstadr",
+    "dstport",
+    "leap",
+    "stratum",
+    "precision",
+    "rootdelay",
+    "rootdisp",
+    "refid",
+    "reftime",
+    "rec",
+    "reach",
+    "unreach",
+    "hmode",
+    "pmode",
+    "hpoll",
+    "ppoll",
+    "headway",
+    "flash",
+    "keyid",
+    "offset",
+    "delay",
+    "dispersion",
+    "jitter",
+    "filtdelay",
+    "filtoffset",
+    "filtdisp",
 ];
 
 /// Milliseconds with three decimals (ntpd's `ctl_putdbl`).
@@ -195,7 +243,11 @@ fn ntp_date(ntp_seconds: u32) -> String {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}{m:02}{d:02}{:02}{:02}", secs / 3600, secs % 3600 / 60)
+    format!(
+        "{y:04}{m:02}{d:02}{:02}{:02}",
+        secs / 3600,
+        secs % 3600 / 60
+    )
 }
 
 /// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
@@ -252,11 +304,15 @@ impl PeerVariables {
     /// The wire value of one variable, or `Err` for an unknown name.
     pub fn value(&self, name: &str) -> Result<Option<String>, UnknownVariable> {
         let filt = |pick: fn(&(f64, f64, f64)) -> f64| {
-            self.filter.iter().map(|f| format!(" {:.2}", pick(f) * 1e3)).collect::<String>()
+            self.filter
+                .iter()
+                .map(|f| format!(" {:.2}", pick(f) * 1e3))
+                .collect::<String>()
         };
         let v = match name {
             "srcadr" => self.srcadr.to_string(),
             "srcport" => self.srcport.to_string(),
+            "srchost" => return Ok(self.srchost.as_ref().map(|h| format!("\"{h}\""))),
             "dstadr" => self.dstadr.to_string(),
             "dstport" => self.dstport.to_string(),
             "leap" => self.leap.to_string(),
@@ -264,7 +320,10 @@ impl PeerVariables {
             "precision" => self.precision.to_string(),
             "rootdelay" => ms3(self.root_delay),
             "rootdisp" => ms3(self.root_dispersion),
-            "refid" => refid_text(self.refid, self.is_refclock() || refid_is_text(self.stratum)),
+            "refid" => refid_text(
+                self.refid,
+                self.is_refclock() || refid_is_text(self.stratum),
+            ),
             "reftime" => format_timestamp(self.reftime.to_bits()),
             "rec" => format_timestamp(self.rec.to_bits()),
             "reach" => format!("0x{:x}", self.reach),
@@ -341,7 +400,10 @@ mod tests {
         let s = sample_system();
         let now = NtpTimestamp::from_bits(0xe2b9_6f76_5d4d_3ab7);
         let text = write_vars(SYSTEM_DEFAULT.iter().copied(), |n| s.value(n, now)).unwrap();
-        assert!(text.starts_with("version=\"meridian 0.1.0\", processor=\"x86_64\","), "{text}");
+        assert!(
+            text.starts_with("version=\"meridian 0.1.0\", processor=\"x86_64\","),
+            "{text}"
+        );
         for expected in [
             "leap=0",
             "stratum=3",
@@ -362,7 +424,8 @@ mod tests {
             "leapsec=201701010000",
         ] {
             assert!(
-                VarList::new(&text).any(|i| format!("{}={}", i.name, i.value.unwrap_or("")) == expected),
+                VarList::new(&text)
+                    .any(|i| format!("{}={}", i.name, i.value.unwrap_or("")) == expected),
                 "{expected} missing from {text}"
             );
         }
@@ -376,13 +439,19 @@ mod tests {
         assert_eq!(refid_text(ReferenceId::LOCL, true), "LOCL");
         assert_eq!(refid_text(ReferenceId::from_ascii(b"GPS"), true), "GPS");
         assert_eq!(refid_text(ReferenceId([b'A', 1, b'B', 0]), true), "A.B");
-        assert_eq!(refid_text(ReferenceId::from_ipv4(Ipv4Addr::new(127, 127, 1, 0)), false), "127.127.1.0");
+        assert_eq!(
+            refid_text(ReferenceId::from_ipv4(Ipv4Addr::new(127, 127, 1, 0)), false),
+            "127.127.1.0"
+        );
         assert!(refid_is_text(1) && refid_is_text(16) && refid_is_text(0) && !refid_is_text(2));
     }
 
     #[test]
     fn dates_are_civil() {
         assert_eq!(ntp_date(3_692_217_600), "201701010000");
-        assert_eq!(ntp_date(2_208_988_800 + 86_400 * 59 + 3_660), "197003010101");
+        assert_eq!(
+            ntp_date(2_208_988_800 + 86_400 * 59 + 3_660),
+            "197003010101"
+        );
     }
 }

@@ -1,25 +1,29 @@
 //! The time server: workers that answer NTP requests on the serving sockets.
 //!
 //! Each worker owns one socket (several share a port through `SO_REUSEPORT`), its own
-//! batch buffers and its own client table, so the hot path takes no lock and allocates
-//! nothing: receive a batch, decide each datagram with [`respond::respond`], stamp the
-//! transmit time just before the batch goes out, send the batch.
+//! batch buffers and its own client table, so the hot path allocates nothing and takes
+//! only its own table's lock (uncontended but for a rare mode 6 MRU read): receive a
+//! batch, decide each datagram with [`respond::respond`], stamp the transmit time just
+//! before the batch goes out, send the batch. Control (mode 6) requests are kept aside
+//! and answered after the batch is sent, by [`crate::control::handle_request`].
 
 pub mod ratelimit;
 pub mod respond;
 
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use meridian_conf::restrict::RestrictTable;
+use meridian_conf::restrict::{RestrictFlags, RestrictTable};
 use meridian_os::udp::{RecvBatch, SendBatch, BATCH};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use socket2::Socket;
 
-use crate::state::SharedState;
+use crate::control::{handle_request, ControlEnv, SharedControl};
+use crate::state::{ServingState, SharedState};
 use ratelimit::{ClientTable, RateLimits};
 use respond::{respond, stamp_transmit, Outcome};
 
@@ -61,20 +65,38 @@ pub struct Worker {
     pub counters: Arc<ServerCounters>,
     /// Set to stop.
     pub stop: Arc<AtomicBool>,
+    /// What mode 6 answers from; the worker registers its client table here.
+    pub control: SharedControl,
+}
+
+/// A control request kept aside until the batch's time replies are sent.
+struct PendingControl {
+    data: Vec<u8>,
+    source: SocketAddr,
+    destination: Option<IpAddr>,
+    flags: RestrictFlags,
 }
 
 impl Worker {
     /// Serve until `stop` is set.
     pub fn run(self) {
         // A short timeout lets the loop notice `stop` without a wake-up packet.
-        let _ = self.socket.set_read_timeout(Some(Duration::from_millis(250)));
+        let _ = self
+            .socket
+            .set_read_timeout(Some(Duration::from_millis(250)));
         let mut rx = RecvBatch::new();
         let mut tx = SendBatch::new();
         let mut needs_stamp = [false; BATCH];
         let mut rng = SmallRng::from_entropy();
-        let started = Instant::now();
+        // Every worker's table counts from the same origin, so mode 6 can merge them.
+        let started = self.control.epoch;
         let mut policy = self.policy.load_full();
-        let mut clients = ClientTable::new(policy.max_clients, policy.limits);
+        let table = Arc::new(Mutex::new(ClientTable::new(
+            policy.max_clients,
+            policy.limits,
+        )));
+        self.control.tables.register(table.clone());
+        let mut pending: Vec<PendingControl> = Vec::new();
         while !self.stop.load(Ordering::Relaxed) {
             let n = match rx.recv(&self.socket) {
                 Ok(n) => n,
@@ -85,11 +107,14 @@ impl Worker {
                     continue;
                 }
             };
+            // A poisoned lock only means a panic elsewhere mid-update; the table is
+            // still usable for rate limiting.
+            let mut clients = table.lock().unwrap_or_else(|e| e.into_inner());
             let current = self.policy.load();
             if !Arc::ptr_eq(&current, &policy) {
                 policy = self.policy.load_full();
                 if clients.limits() != policy.limits {
-                    clients = ClientTable::new(policy.max_clients, policy.limits);
+                    *clients = ClientTable::new(policy.max_clients, policy.limits);
                 }
             }
             let state = self.state.load();
@@ -118,7 +143,7 @@ impl Worker {
                     );
                     match outcome {
                         Outcome::Reply { len } | Outcome::Kod { len } => Some(len),
-                        Outcome::Drop(_) => None,
+                        Outcome::Control { .. } | Outcome::Drop(_) => None,
                     }
                 });
                 match outcome {
@@ -130,6 +155,12 @@ impl Worker {
                         needs_stamp[slot] = false;
                         kods += 1;
                     }
+                    Outcome::Control { flags } => pending.push(PendingControl {
+                        data: packet.data.to_vec(),
+                        source: packet.source,
+                        destination: packet.destination,
+                        flags,
+                    }),
                     Outcome::Drop(reason) => {
                         dropped += 1;
                         if reason == respond::DropReason::RateLimited {
@@ -151,12 +182,64 @@ impl Worker {
                     tracing::debug!("send failed for part of a batch: {e}");
                 }
             }
+            drop(clients);
+            if !pending.is_empty() {
+                replied += self.answer_control(&mut pending, &state, &policy.restrict, &mut tx);
+            }
             let c = &self.counters;
             c.received.fetch_add(n as u64, Ordering::Relaxed);
             c.replied.fetch_add(replied, Ordering::Relaxed);
             c.kods.fetch_add(kods, Ordering::Relaxed);
             c.dropped.fetch_add(dropped, Ordering::Relaxed);
             c.rate_limited.fetch_add(limited, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Worker {
+    /// Answer the control requests kept aside, emptying `pending`; returns the number of
+    /// datagrams sent. Runs with no client table locked, since the MRU view locks each.
+    fn answer_control(
+        &self,
+        pending: &mut Vec<PendingControl>,
+        state: &ServingState,
+        restrict: &RestrictTable,
+        tx: &mut SendBatch,
+    ) -> u64 {
+        let snapshot = self.control.load();
+        let mru = self.control.tables.view(restrict);
+        let mut sent = 0u64;
+        for request in pending.drain(..) {
+            let env = ControlEnv {
+                flags: request.flags,
+                snapshot: &snapshot,
+                mru: &mru,
+                nonce: &self.control.nonce,
+                now: state.correction.apply(meridian_os::read_realtime()),
+            };
+            handle_request(&request.data, request.source, &env, &mut |fragment| {
+                if tx.is_full() {
+                    self.send(tx);
+                }
+                if tx.push_with(request.source, request.destination, |buf| {
+                    let len = fragment.len().min(buf.len());
+                    buf[..len].copy_from_slice(&fragment[..len]);
+                    Some(len)
+                }) {
+                    sent += 1;
+                }
+            });
+        }
+        self.send(tx);
+        sent
+    }
+
+    fn send(&self, tx: &mut SendBatch) {
+        if tx.is_empty() {
+            return;
+        }
+        if let Err(e) = tx.send(&self.socket) {
+            tracing::debug!("send failed for part of a control reply: {e}");
         }
     }
 }

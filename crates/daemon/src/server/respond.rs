@@ -7,8 +7,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use meridian_conf::restrict::{decide, Decision, PacketMode, RestrictTable};
-use meridian_proto::{build_kod, build_server_reply, parse_packet, Mode, NtpHeader, NtpTimestamp, ReferenceId, HEADER_LEN};
+use meridian_conf::restrict::{decide, Decision, PacketMode, RestrictFlags, RestrictTable};
+use meridian_proto::{
+    build_kod, build_server_reply, parse_packet, Mode, NtpHeader, NtpTimestamp, ReferenceId,
+    HEADER_LEN,
+};
 
 use super::ratelimit::ClientTable;
 use crate::state::ServingState;
@@ -43,6 +46,13 @@ pub enum Outcome {
         /// Length of the KoD in the output buffer.
         len: usize,
     },
+    /// A control (mode 6) request the `restrict` table lets through: nothing was
+    /// written; the caller hands it to [`crate::control::handle_request`] with these
+    /// flags (outside the batch, as its reply may take several datagrams).
+    Control {
+        /// The `restrict` flags for the sender.
+        flags: RestrictFlags,
+    },
     /// No answer.
     Drop(DropReason),
 }
@@ -56,7 +66,10 @@ fn plausible_client(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();
-            !(v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast() || (o[0] == 127 && o[1] == 127))
+            !(v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || (o[0] == 127 && o[1] == 127))
         }
         IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
     }
@@ -66,6 +79,9 @@ fn plausible_client(ip: IpAddr) -> bool {
 ///
 /// `now` is a monotonic time in seconds for the rate limiter; `rx` is the receive time
 /// already on the served clock's scale.
+// The hot path's inputs, each borrowed from the worker: a struct would only be built and
+// taken apart again for every packet.
+#[allow(clippy::too_many_arguments)]
 pub fn respond(
     state: &ServingState,
     restrict: &RestrictTable,
@@ -78,6 +94,12 @@ pub fn respond(
 ) -> Outcome {
     if source.port() == 0 || !plausible_client(source.ip()) {
         return Outcome::Drop(DropReason::BadSource);
+    }
+    // Control requests are shorter than a time packet: route them before that check.
+    if let Some(&first) = datagram.first() {
+        if first & 7 == Mode::Control.to_bits() {
+            return control(restrict, clients, first, source, now);
+        }
     }
     if datagram.len() < HEADER_LEN || out.len() < HEADER_LEN {
         return Outcome::Drop(DropReason::Malformed);
@@ -94,9 +116,15 @@ pub fn respond(
     let rate_limited = verdict.over_limit;
     // Keys arrive with the authentication work; until then nothing is authenticated.
     let authenticated = false;
-    match decide(flags, PacketMode::from_bits(mode_bits), request.version, rate_limited, authenticated) {
+    match decide(
+        flags,
+        PacketMode::from_bits(mode_bits),
+        request.version,
+        rate_limited,
+        authenticated,
+    ) {
         Decision::Drop => {
-            return Outcome::Drop(if rate_limited && flags.contains(meridian_conf::restrict::RestrictFlags::LIMITED) {
+            return Outcome::Drop(if rate_limited && flags.contains(RestrictFlags::LIMITED) {
                 DropReason::RateLimited
             } else {
                 DropReason::Restricted
@@ -107,7 +135,9 @@ pub fn respond(
                 return Outcome::Drop(DropReason::RateLimited);
             }
             let kod = build_kod(&request, ReferenceId(kind.code()));
-            return write(&kod, out).map_or(Outcome::Drop(DropReason::Malformed), |len| Outcome::Kod { len });
+            return write(&kod, out).map_or(Outcome::Drop(DropReason::Malformed), |len| {
+                Outcome::Kod { len }
+            });
         }
         Decision::Answer => {}
     }
@@ -120,7 +150,30 @@ pub fn respond(
         return Outcome::Drop(DropReason::Unauthenticated);
     }
     let reply: NtpHeader = build_server_reply(&request, &state.server, rx, NtpTimestamp::ZERO);
-    write(&reply, out).map_or(Outcome::Drop(DropReason::Malformed), |len| Outcome::Reply { len })
+    write(&reply, out).map_or(Outcome::Drop(DropReason::Malformed), |len| Outcome::Reply {
+        len,
+    })
+}
+
+/// The restrict decision for a mode 6 request. The sender is recorded in the client
+/// table like any other (so `ntpq -c mrulist` lists itself, as with ntpd), but control
+/// traffic is never rate limited: `noquery` is the switch for it.
+fn control(
+    restrict: &RestrictTable,
+    clients: &mut ClientTable,
+    first: u8,
+    source: SocketAddr,
+    now: f64,
+) -> Outcome {
+    let flags = restrict.lookup(source.ip());
+    if flags.contains(RestrictFlags::IGNORE) {
+        return Outcome::Drop(DropReason::Restricted);
+    }
+    clients.observe(source.ip(), now, first & 0x3f);
+    match decide(flags, PacketMode::Control, (first >> 3) & 7, false, false) {
+        Decision::Answer => Outcome::Control { flags },
+        Decision::Drop | Decision::Kod(_) => Outcome::Drop(DropReason::Restricted),
+    }
 }
 
 fn write(header: &NtpHeader, out: &mut [u8]) -> Option<usize> {
@@ -161,7 +214,9 @@ mod tests {
     }
 
     fn table(conf: &str) -> RestrictTable {
-        parse_str("t.conf", conf, &MemorySource::new()).unwrap().restrict
+        parse_str("t.conf", conf, &MemorySource::new())
+            .unwrap()
+            .restrict
     }
 
     fn request(version: u8, mode: u8, transmit: u64) -> [u8; 48] {
@@ -172,10 +227,25 @@ mod tests {
         b
     }
 
-    fn ask(restrict: &RestrictTable, clients: &mut ClientTable, data: &[u8], from: &str, now: f64) -> (Outcome, [u8; 64]) {
+    fn ask(
+        restrict: &RestrictTable,
+        clients: &mut ClientTable,
+        data: &[u8],
+        from: &str,
+        now: f64,
+    ) -> (Outcome, [u8; 64]) {
         let mut out = [0u8; 64];
         let rx = NtpTimestamp::from_unix(1_800_000_100, 0);
-        let o = respond(&state(), restrict, clients, data, from.parse().unwrap(), rx, now, &mut out);
+        let o = respond(
+            &state(),
+            restrict,
+            clients,
+            data,
+            from.parse().unwrap(),
+            rx,
+            now,
+            &mut out,
+        );
         (o, out)
     }
 
@@ -186,7 +256,13 @@ mod tests {
     #[test]
     fn client_request_gets_a_proper_server_reply() {
         let t = table("restrict default\n");
-        let (o, out) = ask(&t, &mut clients(), &request(4, 3, 0x1234_5678_9abc_def0), "10.0.0.2:40000", 0.0);
+        let (o, out) = ask(
+            &t,
+            &mut clients(),
+            &request(4, 3, 0x1234_5678_9abc_def0),
+            "10.0.0.2:40000",
+            0.0,
+        );
         assert_eq!(o, Outcome::Reply { len: 48 });
         let h = NtpHeader::decode(&out).unwrap();
         assert_eq!(h.mode, Mode::Server);
@@ -199,7 +275,10 @@ mod tests {
         assert_eq!(h.reference_id, ReferenceId::from_ascii(b"GPS"));
         let mut reply = out;
         stamp_transmit(&mut reply[..48], NtpTimestamp::from_unix(1_800_000_101, 0));
-        assert_eq!(NtpHeader::decode(&reply).unwrap().transmit_ts, NtpTimestamp::from_unix(1_800_000_101, 0));
+        assert_eq!(
+            NtpHeader::decode(&reply).unwrap().transmit_ts,
+            NtpTimestamp::from_unix(1_800_000_101, 0)
+        );
     }
 
     #[test]
@@ -217,11 +296,53 @@ mod tests {
     }
 
     #[test]
-    fn every_mode_but_client_is_dropped_here() {
+    fn every_mode_but_client_and_control_is_dropped_here() {
         let t = table("");
-        for mode in [0, 1, 2, 4, 5, 6, 7] {
-            let (o, _) = ask(&t, &mut clients(), &request(4, mode, 1), "10.0.0.2:40000", 0.0);
-            assert!(matches!(o, Outcome::Drop(_)), "mode {mode} must not be answered as a client");
+        for mode in [0, 1, 2, 4, 5, 7] {
+            let (o, _) = ask(
+                &t,
+                &mut clients(),
+                &request(4, mode, 1),
+                "10.0.0.2:40000",
+                0.0,
+            );
+            assert!(
+                matches!(o, Outcome::Drop(_)),
+                "mode {mode} must not be answered as a client"
+            );
+        }
+    }
+
+    #[test]
+    fn control_requests_are_routed_by_restrict() {
+        let t = table(
+            "restrict default noquery\nrestrict 127.0.0.1 nomodify\nrestrict 10.0.0.7 ignore\n",
+        );
+        // A 12-octet READVAR, far shorter than a time packet.
+        let readvar = [0x16, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut c = clients();
+        let (o, _) = ask(&t, &mut c, &readvar, "127.0.0.1:40000", 0.0);
+        assert_eq!(
+            o,
+            Outcome::Control {
+                flags: RestrictFlags::NOMODIFY
+            }
+        );
+        assert_eq!(
+            c.iter_recent().next().map(|e| e.mode_version),
+            Some(0x16),
+            "recorded for mrulist"
+        );
+        for src in ["10.0.0.2:40000", "10.0.0.7:40000"] {
+            let (o, _) = ask(&t, &mut c, &readvar, src, 0.0);
+            assert_eq!(o, Outcome::Drop(DropReason::Restricted), "{src}");
+        }
+        // Never rate limited: a burst of queries all get through.
+        let t = table("restrict default limited kod\n");
+        let mut c = clients();
+        for i in 0..20 {
+            let (o, _) = ask(&t, &mut c, &readvar, "10.0.0.2:1", f64::from(i) * 0.01);
+            assert!(matches!(o, Outcome::Control { .. }), "query {i}: {o:?}");
         }
     }
 
@@ -242,7 +363,11 @@ mod tests {
         ];
         for (src, version, answered) in cases {
             let (o, _) = ask(&t, &mut clients(), &request(version, 3, 1), src, 0.0);
-            assert_eq!(matches!(o, Outcome::Reply { .. }), answered, "{src} v{version}: {o:?}");
+            assert_eq!(
+                matches!(o, Outcome::Reply { .. }),
+                answered,
+                "{src} v{version}: {o:?}"
+            );
         }
     }
 
@@ -250,14 +375,27 @@ mod tests {
     fn limited_drops_and_limited_kod_kisses_once() {
         let t = table("restrict default limited\nrestrict 10.0.0.5 limited kod\n");
         let mut c = clients();
-        let outcomes: Vec<Outcome> = (0..6).map(|i| ask(&t, &mut c, &request(4, 3, 7), "10.0.0.4:1", i as f64 * 0.1).0).collect();
+        let outcomes: Vec<Outcome> = (0..6)
+            .map(|i| ask(&t, &mut c, &request(4, 3, 7), "10.0.0.4:1", i as f64 * 0.1).0)
+            .collect();
         assert_eq!(outcomes[0], Outcome::Reply { len: 48 });
-        assert!(outcomes[1..].iter().all(|o| *o == Outcome::Drop(DropReason::RateLimited)), "{outcomes:?}");
+        assert!(
+            outcomes[1..]
+                .iter()
+                .all(|o| *o == Outcome::Drop(DropReason::RateLimited)),
+            "{outcomes:?}"
+        );
 
         let mut c = clients();
         let mut kods = Vec::new();
         for i in 0..6 {
-            let (o, out) = ask(&t, &mut c, &request(4, 3, 0xabcdef), "10.0.0.5:1", i as f64 * 0.1);
+            let (o, out) = ask(
+                &t,
+                &mut c,
+                &request(4, 3, 0xabcdef),
+                "10.0.0.5:1",
+                i as f64 * 0.1,
+            );
             if let Outcome::Kod { .. } = o {
                 kods.push(NtpHeader::decode(&out).unwrap());
             }
@@ -273,7 +411,13 @@ mod tests {
     #[test]
     fn bad_sources_are_dropped() {
         let t = table("");
-        for src in ["10.0.0.2:0", "127.127.1.0:123", "224.0.0.1:123", "0.0.0.0:123", "[ff02::1]:123"] {
+        for src in [
+            "10.0.0.2:0",
+            "127.127.1.0:123",
+            "224.0.0.1:123",
+            "0.0.0.0:123",
+            "[ff02::1]:123",
+        ] {
             let (o, _) = ask(&t, &mut clients(), &request(4, 3, 1), src, 0.0);
             assert_eq!(o, Outcome::Drop(DropReason::BadSource), "{src}");
         }
@@ -311,6 +455,7 @@ mod tests {
                     let h = NtpHeader::decode(&out[..len]).unwrap();
                     proptest::prop_assert_eq!(h.mode, Mode::Server);
                 }
+                Outcome::Control { .. } => proptest::prop_assert_eq!(data[0] & 7, 6),
                 Outcome::Drop(_) => {}
             }
         }
