@@ -92,6 +92,11 @@ impl ClockFilter {
         self.output
     }
 
+    /// The shift register, newest first (ntpq's filtdelay/filtoffset/filtdisp).
+    pub fn stages(&self) -> &[Option<Sample>; NSTAGE] {
+        &self.stages
+    }
+
     /// The most recent sample pushed, whatever the filter decided.
     pub fn latest(&self) -> Option<Sample> {
         self.stages[0]

@@ -148,7 +148,7 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
     let reference = LocalReference::from_config(&config);
     let shared = SharedState::new(serving_state(&sync, &reference, precision)?);
     let control = control::ControlPublisher::new(sync.clock().now().map_err(|e| e.to_string())?);
-    control.publish(&reference, &shared.load().server);
+    control.publish(&reference, &shared.load().server, sync.core());
     let policy = Arc::new(ArcSwap::from_pointee(serve_policy(&config)));
     let counters = Arc::new(ServerCounters::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -238,7 +238,7 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
         }
         if let Ok(state) = serving_state(&sync, &reference, precision) {
             shared.publish(state);
-            control.publish(&reference, &state.server);
+            control.publish(&reference, &state.server, sync.core());
         }
     }
     sync.save_drift();

@@ -15,6 +15,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use meridian_sync::SyncCore;
 use meridian_proto::control::{peer_event, source, sys_event};
 use meridian_proto::{
     LeapIndicator, NtpTimestamp, PeerSelect, PeerStatus, ReferenceId, ServerState, SystemStatus,
@@ -211,15 +212,12 @@ impl ControlPublisher {
         }
     }
 
-    /// Publish the snapshot for serving `server` from `reference`.
-    pub fn publish(&self, reference: &LocalReference, server: &ServerState) {
-        self.shared.publish(local_snapshot(
-            reference,
-            server,
-            self.started,
-            self.assoc_id,
-            &self.host,
-        ));
+    /// Publish the snapshot for serving `server` from `reference`, with the network
+    /// associations of `core`.
+    pub fn publish(&self, reference: &LocalReference, server: &ServerState, core: &SyncCore) {
+        let mut snapshot = local_snapshot(reference, server, self.started, self.assoc_id, &self.host);
+        super::network::add_network(&mut snapshot, core);
+        self.shared.publish(snapshot);
     }
 }
 

@@ -15,6 +15,7 @@
 pub mod handler;
 pub mod local;
 pub mod mru;
+pub mod network;
 pub mod vars;
 
 use std::sync::Arc;
