@@ -103,8 +103,30 @@ fn max_clients(config: &Config) -> usize {
     }
 }
 
+/// The symmetric keys of `keys FILE`, trusting `trustedkey` ids. A bad line is logged
+/// and skipped, as ntpd does, so one typo does not take the server off the air.
+pub fn load_keys(config: &Config) -> meridian_auth::KeyStore {
+    let trusted = config.trusted_keys.iter().copied();
+    let Some(path) = &config.keys else {
+        return meridian_auth::KeyStore::new(meridian_auth::KeyFile::new(), trusted);
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("keys file {}: {e}", path.display());
+            String::new()
+        }
+    };
+    let parsed = meridian_auth::parse_keys(&text, &path.display().to_string());
+    for d in &parsed.diagnostics {
+        tracing::error!("{d}");
+    }
+    meridian_auth::KeyStore::new(parsed.keys, trusted)
+}
+
 fn serve_policy(config: &Config) -> ServePolicy {
     ServePolicy {
+        keys: load_keys(config),
         restrict: config.restrict.clone(),
         limits: RateLimits {
             average_log2: config.discard.average,

@@ -51,6 +51,19 @@ pub struct ServePolicy {
     pub limits: RateLimits,
     /// Clients remembered per worker (`mru maxdepth`).
     pub max_clients: usize,
+    /// Symmetric keys (`keys`, `trustedkey`); empty when none are configured.
+    pub keys: meridian_auth::KeyStore,
+}
+
+/// What still has to be done to a queued datagram just before the batch goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finish {
+    /// Nothing: a KoD, whose timestamps are final.
+    Nothing,
+    /// Write the transmit timestamp.
+    Stamp,
+    /// Write the transmit timestamp, then the MAC with this key over the result.
+    StampAndSign(u32),
 }
 
 /// A running worker's inputs.
@@ -86,7 +99,7 @@ impl Worker {
             .set_read_timeout(Some(Duration::from_millis(250)));
         let mut rx = RecvBatch::new();
         let mut tx = SendBatch::new();
-        let mut needs_stamp = [false; BATCH];
+        let mut finish = [Finish::Nothing; BATCH];
         let mut rng = SmallRng::from_entropy();
         // Every worker's table counts from the same origin, so mode 6 can merge them.
         let started = self.control.epoch;
@@ -134,6 +147,7 @@ impl Worker {
                     outcome = respond(
                         &state,
                         &policy.restrict,
+                        &policy.keys,
                         &mut clients,
                         packet.data,
                         packet.source,
@@ -142,17 +156,17 @@ impl Worker {
                         buf,
                     );
                     match outcome {
-                        Outcome::Reply { len } | Outcome::Kod { len } => Some(len),
+                        Outcome::Reply { len, .. } | Outcome::Kod { len } => Some(len),
                         Outcome::Control { .. } | Outcome::Drop(_) => None,
                     }
                 });
                 match outcome {
-                    Outcome::Reply { .. } => {
-                        needs_stamp[slot] = true;
+                    Outcome::Reply { sign, .. } => {
+                        finish[slot] = sign.map_or(Finish::Stamp, Finish::StampAndSign);
                         replied += 1;
                     }
                     Outcome::Kod { .. } => {
-                        needs_stamp[slot] = false;
+                        finish[slot] = Finish::Nothing;
                         kods += 1;
                     }
                     Outcome::Control { flags } => pending.push(PendingControl {
@@ -173,9 +187,17 @@ impl Worker {
                 // The transmit timestamp is read as late as possible: just before the send.
                 let precision = state.server.precision;
                 let transmit = state.correction.apply(meridian_os::read_realtime());
-                for (payload, stamp) in tx.payloads_mut().zip(needs_stamp.iter()) {
-                    if *stamp {
-                        stamp_transmit(payload, transmit.fraction_randomized(rng.gen(), precision));
+                for (payload, finish) in tx.payloads_mut().zip(finish.iter()) {
+                    if *finish == Finish::Nothing {
+                        continue;
+                    }
+                    stamp_transmit(payload, transmit.fraction_randomized(rng.gen(), precision));
+                    if let Finish::StampAndSign(key) = *finish {
+                        let body = meridian_proto::HEADER_LEN;
+                        if policy.keys.sign_in_place(payload, body, key).is_err() {
+                            // Can't happen for a key respond() checked; never send it unsigned.
+                            payload.fill(0);
+                        }
                     }
                 }
                 if let Err(e) = tx.send(&self.socket) {

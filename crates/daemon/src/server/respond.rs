@@ -7,6 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use meridian_auth::{server_action, write_crypto_nak, KeyStore, ServerAuthAction, Verification};
 use meridian_conf::restrict::{decide, Decision, PacketMode, RestrictFlags, RestrictTable};
 use meridian_proto::{
     build_kod, build_server_reply, parse_packet, Mode, NtpHeader, NtpTimestamp, ReferenceId,
@@ -38,8 +39,11 @@ pub enum DropReason {
 pub enum Outcome {
     /// A reply of `len` bytes was written; the transmit timestamp is patched in at send.
     Reply {
-        /// Length of the reply in the output buffer.
+        /// Length of the reply in the output buffer (including room for its MAC).
         len: usize,
+        /// Sign with this key after the transmit timestamp is written: the MAC must
+        /// cover the final packet.
+        sign: Option<u32>,
     },
     /// A KoD of `len` bytes was written (its timestamps are final).
     Kod {
@@ -85,6 +89,7 @@ fn plausible_client(ip: IpAddr) -> bool {
 pub fn respond(
     state: &ServingState,
     restrict: &RestrictTable,
+    keys: &KeyStore,
     clients: &mut ClientTable,
     datagram: &[u8],
     source: SocketAddr,
@@ -114,8 +119,11 @@ pub fn respond(
     let flags = restrict.lookup(source.ip());
     let verdict = clients.observe(source.ip(), now, mode_version);
     let rate_limited = verdict.over_limit;
-    // Keys arrive with the authentication work; until then nothing is authenticated.
-    let authenticated = false;
+    let verification = keys.verify(datagram);
+    if verification == Verification::Malformed {
+        return Outcome::Drop(DropReason::Malformed);
+    }
+    let authenticated = verification.is_valid();
     match decide(
         flags,
         PacketMode::from_bits(mode_bits),
@@ -146,13 +154,28 @@ pub fn respond(
         // work; mode 7 is never answered (monlist amplification).
         return Outcome::Drop(DropReason::UnhandledMode);
     }
-    if packet.mac.is_some() {
+    let action = server_action(verification, flags.contains(RestrictFlags::NOTRUST));
+    if action == ServerAuthAction::Drop {
         return Outcome::Drop(DropReason::Unauthenticated);
     }
     let reply: NtpHeader = build_server_reply(&request, &state.server, rx, NtpTimestamp::ZERO);
-    write(&reply, out).map_or(Outcome::Drop(DropReason::Malformed), |len| Outcome::Reply {
-        len,
-    })
+    let Some(len) = write(&reply, out) else {
+        return Outcome::Drop(DropReason::Malformed);
+    };
+    match action {
+        ServerAuthAction::Reply { key_id: None } => Outcome::Reply { len, sign: None },
+        ServerAuthAction::Reply { key_id: Some(key) } => match keys.mac_len(key) {
+            Some(mac) if len + mac <= out.len() => Outcome::Reply { len: len + mac, sign: Some(key) },
+            _ => Outcome::Drop(DropReason::Malformed),
+        },
+        // A bad MAC, or a key we don't have or trust: tell the client with a crypto-NAK
+        // (header plus a zero key id), which it cannot mistake for authenticated time.
+        ServerAuthAction::CryptoNak => match out.get_mut(len..).map(write_crypto_nak) {
+            Some(Ok(nak)) => Outcome::Reply { len: len + nak, sign: None },
+            _ => Outcome::Drop(DropReason::Malformed),
+        },
+        ServerAuthAction::Drop => Outcome::Drop(DropReason::Unauthenticated),
+    }
 }
 
 /// The restrict decision for a mode 6 request. The sender is recorded in the client
@@ -233,12 +256,28 @@ mod tests {
         data: &[u8],
         from: &str,
         now: f64,
-    ) -> (Outcome, [u8; 64]) {
-        let mut out = [0u8; 64];
+    ) -> (Outcome, [u8; 128]) {
+        ask_with_keys(restrict, &no_keys(), clients, data, from, now)
+    }
+
+    fn no_keys() -> KeyStore {
+        KeyStore::new(meridian_auth::KeyFile::new(), [])
+    }
+
+    fn ask_with_keys(
+        restrict: &RestrictTable,
+        keys: &KeyStore,
+        clients: &mut ClientTable,
+        data: &[u8],
+        from: &str,
+        now: f64,
+    ) -> (Outcome, [u8; 128]) {
+        let mut out = [0u8; 128];
         let rx = NtpTimestamp::from_unix(1_800_000_100, 0);
         let o = respond(
             &state(),
             restrict,
+            keys,
             clients,
             data,
             from.parse().unwrap(),
@@ -263,7 +302,7 @@ mod tests {
             "10.0.0.2:40000",
             0.0,
         );
-        assert_eq!(o, Outcome::Reply { len: 48 });
+        assert_eq!(o, Outcome::Reply { len: 48, sign: None });
         let h = NtpHeader::decode(&out).unwrap();
         assert_eq!(h.mode, Mode::Server);
         assert_eq!(h.version, 4);
@@ -286,7 +325,7 @@ mod tests {
         let t = table("");
         for v in 1..=4 {
             let (o, out) = ask(&t, &mut clients(), &request(v, 3, 1), "10.0.0.2:40000", 0.0);
-            assert_eq!(o, Outcome::Reply { len: 48 }, "version {v}");
+            assert_eq!(o, Outcome::Reply { len: 48, sign: None }, "version {v}");
             assert_eq!(NtpHeader::decode(&out).unwrap().version, v);
         }
         for v in [0, 5, 7] {
@@ -378,7 +417,7 @@ mod tests {
         let outcomes: Vec<Outcome> = (0..6)
             .map(|i| ask(&t, &mut c, &request(4, 3, 7), "10.0.0.4:1", i as f64 * 0.1).0)
             .collect();
-        assert_eq!(outcomes[0], Outcome::Reply { len: 48 });
+        assert_eq!(outcomes[0], Outcome::Reply { len: 48, sign: None });
         assert!(
             outcomes[1..]
                 .iter()
@@ -437,6 +476,55 @@ mod tests {
         assert_eq!(o, Outcome::Drop(DropReason::Malformed));
     }
 
+    fn keys(trusted: &[u16]) -> KeyStore {
+        let parsed = meridian_auth::parse_keys("1 MD5 abcdefgh\n2 SHA1 0123456789abcdef0123456789abcdef01234567\n", "k");
+        KeyStore::new(parsed.into_result().unwrap(), trusted.iter().copied())
+    }
+
+    fn signed_request(store: &KeyStore, key: u32) -> Vec<u8> {
+        let mut buf = [0u8; 128];
+        buf[..48].copy_from_slice(&request(4, 3, 0x55));
+        let len = store.sign_in_place(&mut buf, 48, key).unwrap();
+        buf[..len].to_vec()
+    }
+
+    #[test]
+    fn a_request_signed_with_a_trusted_key_gets_a_reply_to_sign_with_it() {
+        let store = keys(&[1, 2]);
+        let t = table("restrict default notrust\n");
+        for (key, mac) in [(1u32, 20usize), (2, 24)] {
+            let req = signed_request(&store, key);
+            let (o, _) = ask_with_keys(&t, &store, &mut clients(), &req, "10.0.0.2:1", 0.0);
+            assert_eq!(o, Outcome::Reply { len: 48 + mac, sign: Some(key) }, "key {key}");
+        }
+    }
+
+    #[test]
+    fn unknown_or_untrusted_keys_and_bad_macs_get_a_crypto_nak() {
+        let store = keys(&[1]);
+        let client = keys(&[1, 2]);
+        let t = table("restrict default\n");
+        let untrusted = signed_request(&client, 2);
+        let mut tampered = signed_request(&client, 1);
+        tampered[60] ^= 1;
+        let mut unknown = signed_request(&client, 1);
+        unknown[48..52].copy_from_slice(&9u32.to_be_bytes());
+        for (name, req) in [("untrusted", untrusted), ("tampered", tampered), ("unknown", unknown)] {
+            let (o, out) = ask_with_keys(&t, &store, &mut clients(), &req, "10.0.0.2:1", 0.0);
+            assert_eq!(o, Outcome::Reply { len: 52, sign: None }, "{name}");
+            assert_eq!(&out[48..52], &[0, 0, 0, 0], "{name}: crypto-NAK trailer");
+            assert!(52 <= req.len(), "no amplification");
+        }
+    }
+
+    #[test]
+    fn notrust_drops_unauthenticated_requests() {
+        let store = keys(&[1]);
+        let t = table("restrict default notrust\n");
+        let (o, _) = ask_with_keys(&t, &store, &mut clients(), &request(4, 3, 1), "10.0.0.2:1", 0.0);
+        assert!(matches!(o, Outcome::Drop(_)), "{o:?}");
+    }
+
     proptest::proptest! {
         #[test]
         fn any_datagram_is_answered_or_dropped_without_panic(
@@ -449,7 +537,7 @@ mod tests {
             let src = format!("10.1.2.{last}:{port}");
             let (o, out) = ask(&t, &mut c, &data, &src, 0.0);
             match o {
-                Outcome::Reply { len } | Outcome::Kod { len } => {
+                Outcome::Reply { len, .. } | Outcome::Kod { len } => {
                     // Never larger than the request: no amplification.
                     proptest::prop_assert!(len <= data.len());
                     let h = NtpHeader::decode(&out[..len]).unwrap();
