@@ -182,6 +182,13 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
     let addresses = listen::bind_addresses(&config.interfaces, args.port);
     let mut sockets = Vec::new();
     for addr in &addresses {
+        if let Err(e) = listen::check_free(*addr) {
+            if addr.ip().is_unspecified() && addr.is_ipv6() && e.kind() != std::io::ErrorKind::AddrInUse {
+                tracing::warn!("not listening on {addr}: {e}");
+                continue;
+            }
+            return Err(format!("cannot listen on {addr}: {e}"));
+        }
         for _ in 0..workers {
             match listen::open_socket(*addr) {
                 Ok(s) => sockets.push(s),

@@ -61,6 +61,25 @@ pub fn bind_addresses(rules: &[InterfaceRule], port: u16) -> Vec<SocketAddr> {
     out
 }
 
+/// Make sure nobody else serves on `addr` before our workers share it.
+///
+/// `SO_REUSEPORT` would happily let a second daemon (of the same user) bind the same
+/// port and silently split the traffic with the first; a plain bind without it fails if
+/// anyone holds the port, which is the error an administrator expects.
+pub fn check_free(addr: SocketAddr) -> io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(true)?;
+    }
+    probe.bind(&addr.into()).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(e.kind(), format!("{addr} is already in use (is another ntpd running?)"))
+        } else {
+            e
+        }
+    })
+}
+
 /// Open one serving socket on `addr`, shareable by several workers.
 pub fn open_socket(addr: SocketAddr) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
@@ -105,6 +124,16 @@ mod tests {
     fn ignore_ipv6_drops_v6_wildcard() {
         let a = bind_addresses(&[rule(InterfaceAction::Ignore, InterfaceTarget::Ipv6)], 123);
         assert_eq!(a, vec!["0.0.0.0:123".parse().unwrap()]);
+    }
+
+    #[test]
+    fn a_port_held_by_another_process_is_reported_busy() {
+        let first = open_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = first.local_addr().unwrap().as_socket().unwrap();
+        let err = check_free(addr).expect_err("port is held");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        drop(first);
+        assert!(check_free(addr).is_ok());
     }
 
     #[test]

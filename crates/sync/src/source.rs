@@ -38,6 +38,8 @@ pub struct SourceOptions {
     pub noselect: bool,
     /// NTP version of our requests.
     pub version: u8,
+    /// Symmetric key to sign requests with and to require on replies (`key N`).
+    pub key: Option<u32>,
 }
 
 impl Default for SourceOptions {
@@ -50,6 +52,7 @@ impl Default for SourceOptions {
             prefer: false,
             noselect: false,
             version: 4,
+            key: None,
         }
     }
 }

@@ -6,7 +6,8 @@ use meridian_algo::{
     leap, select, Candidate, ClockCommand, Discipline, DisciplineConfig, DisciplineEvent,
     DisciplineStats, LeapKind, LeapState, SelectConfig, SelectStatus, Selection,
 };
-use meridian_proto::{KissCode, LeapIndicator, NtpHeader, NtpTimestamp, ReferenceId};
+use meridian_auth::{KeyStore, Verification};
+use meridian_proto::{KissCode, LeapIndicator, NtpHeader, NtpTimestamp, ReferenceId, HEADER_LEN};
 
 use crate::source::{Source, SourceEvent, SourceOptions};
 
@@ -114,6 +115,20 @@ pub struct SyncCore {
     /// What the `leapfile` says about the end of today; it outranks the servers' votes,
     /// as in ntpd, because a verified table is better evidence than a bit in a packet.
     leap_table_vote: Option<Option<LeapKind>>,
+    /// Symmetric keys for associations configured with `key N`.
+    keys: KeyStore,
+}
+
+/// Room for a request: the header and the longest MAC (key id + SHA1 digest).
+pub const MAX_REQUEST_LEN: usize = HEADER_LEN + 24;
+
+/// Why a datagram from a keyed association was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRejection {
+    /// No MAC, or a crypto-NAK, where one with our key was required.
+    Unauthenticated,
+    /// A MAC that does not verify, or made with another key.
+    BadMac,
 }
 
 impl SyncCore {
@@ -148,6 +163,7 @@ impl SyncCore {
             clock_origin: None,
             candidates: Vec::new(),
             leap_table_vote: None,
+            keys: KeyStore::new(meridian_auth::KeyFile::new(), []),
         }
     }
 
@@ -201,6 +217,57 @@ impl SyncCore {
             .as_ref()
             .and_then(|s| s.status_of(usize::from(id)))
             .unwrap_or(SelectStatus::Reject)
+    }
+
+    /// Use these keys for associations configured with `key N` (start-up and reload).
+    pub fn set_keys(&mut self, keys: KeyStore) {
+        self.keys = keys;
+    }
+
+    /// Like [`SyncCore::transmit`], but writes the datagram into `out` and signs it when
+    /// the association has a key. Returns the destination and the datagram's length.
+    pub fn transmit_datagram(
+        &mut self,
+        id: u16,
+        now: f64,
+        t1: NtpTimestamp,
+        random: u64,
+        out: &mut [u8; MAX_REQUEST_LEN],
+    ) -> Option<(SocketAddr, usize)> {
+        let key = self.assocs.iter().find(|a| a.id == id)?.source.options().key;
+        let (addr, header) = self.transmit(id, now, t1, random)?;
+        out[..HEADER_LEN].copy_from_slice(&header);
+        let len = match key {
+            None => HEADER_LEN,
+            // A key that can't sign (unknown, untrusted) sends nothing: an unsigned
+            // request would get an unsigned reply, which we'd refuse anyway.
+            Some(k) => self.keys.sign_in_place(out, HEADER_LEN, k).ok()?,
+        };
+        Some((addr, len))
+    }
+
+    /// Like [`SyncCore::receive`], from the raw datagram: decodes it and, for an
+    /// association with a key, requires a valid MAC made with that key first.
+    pub fn receive_datagram(
+        &mut self,
+        from: SocketAddr,
+        datagram: &[u8],
+        t4: NtpTimestamp,
+        now: f64,
+        utc: f64,
+    ) -> Result<Receipt, AuthRejection> {
+        let Ok(reply) = NtpHeader::decode(datagram) else {
+            return Ok(Receipt { association: None, event: SourceEvent::None, command: None });
+        };
+        let key = self.assocs.iter().find(|a| a.addr == from).and_then(|a| a.source.options().key);
+        if let Some(k) = key {
+            match self.keys.verify(datagram) {
+                Verification::Valid { key_id } if key_id == k => {}
+                Verification::Valid { .. } | Verification::Invalid { .. } => return Err(AuthRejection::BadMac),
+                _ => return Err(AuthRejection::Unauthenticated),
+            }
+        }
+        Ok(self.receive(from, &reply, t4, now, utc))
     }
 
     /// Tell the core what a verified leap second table says about the end of the UTC day

@@ -255,3 +255,38 @@ fn a_leap_table_arms_the_leap_even_when_servers_do_not_announce_it() {
     assert_eq!(leap.command.step, Some(-1.0));
     assert!(core.leap_due(pending.at + 1.0).is_none(), "only once");
 }
+
+#[test]
+fn keyed_associations_sign_requests_and_require_signed_replies() {
+    let keys = || {
+        let parsed = meridian_auth::parse_keys("7 AES128CMAC 000102030405060708090a0b0c0d0e0f\n", "k");
+        KeyStore::new(parsed.into_result().unwrap(), [7])
+    };
+    let s = server(1, 0.01);
+    let mut core = SyncCore::new(SyncConfig::default(), -20);
+    core.set_keys(keys());
+    let opts = SourceOptions { key: Some(7), ..Default::default() };
+    let id = core.add("a", s.addr, AssocKind::Server, opts, 0.0);
+    let mut out = [0u8; MAX_REQUEST_LEN];
+    let (_, len) = core.transmit_datagram(id, 0.0, ts(0.0), 77, &mut out).unwrap();
+    assert_eq!(len, 48 + 20, "key id + 16-octet CMAC");
+    assert!(keys().verify(&out[..len]).is_valid(), "the server can verify our request");
+    let request: [u8; 48] = out[..48].try_into().unwrap();
+    let (reply, arrival) = s.answer(&request, 0.0);
+    let mut bytes = [0u8; 128];
+    reply.encode((&mut bytes[..48]).try_into().unwrap());
+    // Unsigned: refused, the association learns nothing.
+    let r = core.receive_datagram(s.addr, &bytes[..48], ts(arrival), arrival, T0 as f64);
+    assert_eq!(r, Err(AuthRejection::Unauthenticated));
+    assert_eq!(core.associations()[0].source.reach(), 0);
+    // Tampered MAC: refused.
+    let signed = keys().sign_in_place(&mut bytes, 48, 7).unwrap();
+    let mut tampered = bytes;
+    tampered[signed - 1] ^= 0x80;
+    let r = core.receive_datagram(s.addr, &tampered[..signed], ts(arrival), arrival, T0 as f64);
+    assert_eq!(r, Err(AuthRejection::BadMac));
+    // Properly signed: accepted.
+    let r = core.receive_datagram(s.addr, &bytes[..signed], ts(arrival), arrival, T0 as f64).unwrap();
+    assert_eq!(r.association, Some(id));
+    assert_eq!(core.associations()[0].source.reach(), 1);
+}

@@ -21,8 +21,8 @@ use meridian_clock::{Clock, LeapAction};
 use meridian_conf::leapfile::{parse_leapfile, LeapTable};
 use meridian_conf::{Config, SourceConfig, SourceKind};
 use meridian_os::udp::{enable_rx_metadata, RecvBatch};
-use meridian_proto::{NtpHeader, NtpTimestamp};
-use meridian_sync::{AssocKind, SourceEvent, SourceOptions, SyncConfig, SyncCore, SystemVars};
+use meridian_proto::NtpTimestamp;
+use meridian_sync::{AssocKind, SourceEvent, SourceOptions, SyncConfig, SyncCore, SystemVars, MAX_REQUEST_LEN};
 
 use clock_driver::{ClockDriver, FailureLog};
 
@@ -60,7 +60,7 @@ pub enum LoopEvent {
 
 struct Received {
     from: SocketAddr,
-    data: [u8; 48],
+    data: Vec<u8>,
     kernel_rx: Option<NtpTimestamp>,
 }
 
@@ -168,6 +168,7 @@ fn source_options(s: &SourceConfig) -> SourceOptions {
         prefer: s.prefer,
         noselect: s.noselect,
         version: s.version,
+        key: s.key.map(u32::from),
     }
 }
 
@@ -196,11 +197,12 @@ fn open_client_socket(bind: &str, tx: Sender<Received>) -> io::Result<UdpSocket>
             };
             for i in 0..n {
                 let Some(p) = batch.get(i) else { continue };
-                // Server replies are 48 octets plus optional extensions/MAC; only the
-                // header matters until authentication lands.
-                let Some(head) = p.data.get(..48) else { continue };
-                let mut data = [0u8; 48];
-                data.copy_from_slice(head);
+                // Server replies are a 48-octet header plus optional extensions and MAC;
+                // a few per minute, so copying them out costs nothing that matters.
+                if p.data.len() < 48 || p.truncated {
+                    continue;
+                }
+                let data = p.data.to_vec();
                 if tx.send(Received { from: p.source, data, kernel_rx: p.kernel_rx }).is_err() {
                     return;
                 }
@@ -301,6 +303,7 @@ impl SyncLoop {
         if config.leapfile.is_some() {
             self.leap_table = load_leap_table(config);
         }
+        self.core.set_keys(crate::load_keys(config));
         let now = self.now();
         for (s, key) in wanted.into_iter().zip(keys) {
             if !self.configured.contains_key(&key) && !self.pending.iter().any(|p| source_key(&p.config) == key) {
@@ -381,9 +384,13 @@ impl SyncLoop {
                     break;
                 }
             };
-            let Some((addr, bytes)) = self.core.transmit(id, self.now(), t1, rand::random()) else { continue };
+            let mut bytes = [0u8; MAX_REQUEST_LEN];
+            let Some((addr, len)) = self.core.transmit_datagram(id, self.now(), t1, rand::random(), &mut bytes)
+            else {
+                continue;
+            };
             if let Some(socket) = self.socket_for(addr) {
-                if let Err(e) = socket.send_to(&bytes, addr) {
+                if let Err(e) = socket.send_to(&bytes[..len], addr) {
                     tracing::debug!("send to {addr} failed: {e}");
                 }
             }
@@ -423,12 +430,17 @@ impl SyncLoop {
     }
 
     fn handle_reply(&mut self, r: Received) -> LoopEvent {
-        let Ok(reply) = NtpHeader::decode(&r.data) else { return LoopEvent::Idle };
         let raw = r.kernel_rx.unwrap_or_else(meridian_os::read_realtime);
         let t4 = self.clock.kernel_correction().apply(raw);
         let now = self.now();
         let utc = unix_seconds(t4);
-        let receipt = self.core.receive(r.from, &reply, t4, now, utc);
+        let receipt = match self.core.receive_datagram(r.from, &r.data, t4, now, utc) {
+            Ok(receipt) => receipt,
+            Err(why) => {
+                tracing::debug!("{}: reply refused, authentication: {why:?}", r.from);
+                return LoopEvent::Idle;
+            }
+        };
         match &receipt.event {
             SourceEvent::RateLimited => tracing::warn!("{}: rate limited (KoD RATE); polling less often", r.from),
             SourceEvent::Demobilize(code) => tracing::warn!("{}: server refuses us ({code:?}); association removed", r.from),
