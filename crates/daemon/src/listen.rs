@@ -90,7 +90,7 @@ pub fn open_socket(addr: SocketAddr) -> io::Result<Socket> {
     // Room for bursts while a worker is busy; the kernel caps it at rmem_max.
     let _ = socket.set_recv_buffer_size(4 << 20);
     socket.bind(&addr.into())?;
-    meridian_os::udp::enable_rx_metadata(&socket, addr.is_ipv6())?;
+    meridian_os::udp::enable_rx_metadata(&socket, addr.is_ipv6(), addr.ip().is_unspecified())?;
     Ok(socket)
 }
 

@@ -30,8 +30,9 @@ impl SharedState {
     }
 
     /// The current snapshot.
-    pub fn load(&self) -> Arc<ServingState> {
-        self.0.load_full()
+    pub fn load(&self) -> arc_swap::Guard<Arc<ServingState>> {
+        // A guard, not `load_full`: no shared reference count to bounce between workers.
+        self.0.load()
     }
 
     /// Replace the snapshot.

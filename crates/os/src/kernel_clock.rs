@@ -13,7 +13,10 @@ use meridian_proto::NtpTimestamp;
 
 /// The kernel's realtime clock, now.
 pub fn read_realtime() -> NtpTimestamp {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid out-pointer; CLOCK_REALTIME always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
     NtpTimestamp::from_unix(ts.tv_sec, ts.tv_nsec as u32)
@@ -63,7 +66,10 @@ fn adjtime(modes: u32, set: impl FnOnce(&mut libc::timex)) -> io::Result<libc::t
 /// Estimate the clock's precision the way ntpd does: the log2 of the time it takes to
 /// read the clock, or of its resolution if that is coarser.
 pub fn measure_precision() -> i8 {
-    let mut resolution = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut resolution = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_getres(libc::CLOCK_REALTIME, &mut resolution) };
     let mut best = f64::MAX;
@@ -89,7 +95,9 @@ pub struct KernelClock {
 impl KernelClock {
     /// Open the kernel clock, measuring its precision once.
     pub fn new() -> Self {
-        KernelClock { precision: measure_precision() }
+        KernelClock {
+            precision: measure_precision(),
+        }
     }
 }
 

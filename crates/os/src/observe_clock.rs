@@ -100,7 +100,11 @@ mod tests {
 
     fn offset_from_kernel(clock: &ObserveClock) -> f64 {
         let raw = read_realtime();
-        clock.kernel_correction().apply(raw).diff(raw).to_seconds_f64()
+        clock
+            .kernel_correction()
+            .apply(raw)
+            .diff(raw)
+            .to_seconds_f64()
     }
 
     #[test]

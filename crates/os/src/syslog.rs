@@ -32,7 +32,9 @@ impl Level {
 /// Send one message to syslog under `ident` (facility daemon, with the PID).
 pub fn log(level: Level, ident: &'static str, message: &str) {
     // Interior NULs cannot cross the C interface; replace them rather than drop the line.
-    let Ok(msg) = CString::new(message.replace('\0', " ")) else { return };
+    let Ok(msg) = CString::new(message.replace('\0', " ")) else {
+        return;
+    };
     let ident = CString::new(ident).unwrap_or_default();
     // SAFETY: openlog keeps the ident pointer, so it is leaked to live for the process;
     // the format string is a literal "%s" so the message is never interpreted.

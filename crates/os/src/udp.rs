@@ -18,18 +18,27 @@ pub const BATCH: usize = 32;
 pub const MAX_DATAGRAM: usize = 2048;
 const CONTROL_LEN: usize = 128;
 
-/// Ask the kernel to stamp received datagrams and report their destination address.
-pub fn enable_rx_metadata(socket: &socket2::Socket, ipv6: bool) -> io::Result<()> {
+/// Ask the kernel to stamp received datagrams and, with `destination`, to report the
+/// address each was sent to (only a wildcard-bound server needs that: it costs a control
+/// message on every receive and send).
+pub fn enable_rx_metadata(socket: &socket2::Socket, ipv6: bool, destination: bool) -> io::Result<()> {
     let fd = socket.as_raw_fd();
     set_int_option(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
-    if ipv6 {
+    if !destination {
+        Ok(())
+    } else if ipv6 {
         set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
     } else {
         set_int_option(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
     }
 }
 
-fn set_int_option(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+fn set_int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `value` outlives the call and its size is passed exactly.
     let rc = unsafe {
         libc::setsockopt(
@@ -170,7 +179,9 @@ impl RecvBatch {
                     }
                     (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
                         let info: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
-                        destination = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr))));
+                        destination = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                            info.ipi_addr.s_addr,
+                        ))));
                     }
                     (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
                         let info: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
@@ -260,7 +271,9 @@ impl SendBatch {
             return false;
         }
         let i = self.queued;
-        let Some(len) = fill(&mut self.buffers[i]) else { return false };
+        let Some(len) = fill(&mut self.buffers[i]) else {
+            return false;
+        };
         let len = len.min(MAX_DATAGRAM);
         self.lens[i] = len;
         self.addr_lens[i] = std_to_sockaddr(dest, &mut self.addrs[i]);
@@ -353,7 +366,9 @@ fn write_source_cmsg(source: Option<IpAddr>, control: &mut [u64; CONTROL_LEN / 8
                 (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
                 let info = libc::in_pktinfo {
                     ipi_ifindex: 0,
-                    ipi_spec_dst: libc::in_addr { s_addr: u32::from(v4).to_be() },
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(v4).to_be(),
+                    },
                     ipi_addr: libc::in_addr { s_addr: 0 },
                 };
                 std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast(), info);
@@ -367,7 +382,9 @@ fn write_source_cmsg(source: Option<IpAddr>, control: &mut [u64; CONTROL_LEN / 8
                 (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
                 (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) as _;
                 let info = libc::in6_pktinfo {
-                    ipi6_addr: libc::in6_addr { s6_addr: v6.octets() },
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: v6.octets(),
+                    },
                     ipi6_ifindex: 0,
                 };
                 std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast(), info);
@@ -381,7 +398,8 @@ fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match storage.ss_family as libc::c_int {
         libc::AF_INET => {
             // SAFETY: the family says this storage holds a sockaddr_in.
-            let sin: &libc::sockaddr_in = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
+            let sin: &libc::sockaddr_in =
+                unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
             Some(SocketAddr::V4(SocketAddrV4::new(
                 Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
                 u16::from_be(sin.sin_port),
@@ -389,7 +407,8 @@ fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
         }
         libc::AF_INET6 => {
             // SAFETY: the family says this storage holds a sockaddr_in6.
-            let sin6: &libc::sockaddr_in6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
+            let sin6: &libc::sockaddr_in6 =
+                unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
             Some(SocketAddr::V6(SocketAddrV6::new(
                 Ipv6Addr::from(sin6.sin6_addr.s6_addr),
                 u16::from_be(sin6.sin6_port),
@@ -405,20 +424,26 @@ fn std_to_sockaddr(addr: SocketAddr, storage: &mut libc::sockaddr_storage) -> li
     match addr {
         SocketAddr::V4(v4) => {
             // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in.
-            let sin: &mut libc::sockaddr_in = unsafe { &mut *(storage as *mut _ as *mut libc::sockaddr_in) };
+            let sin: &mut libc::sockaddr_in =
+                unsafe { &mut *(storage as *mut _ as *mut libc::sockaddr_in) };
             sin.sin_family = libc::AF_INET as libc::sa_family_t;
             sin.sin_port = v4.port().to_be();
-            sin.sin_addr = libc::in_addr { s_addr: u32::from(*v4.ip()).to_be() };
+            sin.sin_addr = libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            };
             sin.sin_zero = [0; 8];
             size_of::<libc::sockaddr_in>() as libc::socklen_t
         }
         SocketAddr::V6(v6) => {
             // SAFETY: as above, for sockaddr_in6.
-            let sin6: &mut libc::sockaddr_in6 = unsafe { &mut *(storage as *mut _ as *mut libc::sockaddr_in6) };
+            let sin6: &mut libc::sockaddr_in6 =
+                unsafe { &mut *(storage as *mut _ as *mut libc::sockaddr_in6) };
             sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             sin6.sin6_port = v6.port().to_be();
             sin6.sin6_flowinfo = v6.flowinfo().to_be();
-            sin6.sin6_addr = libc::in6_addr { s6_addr: v6.ip().octets() };
+            sin6.sin6_addr = libc::in6_addr {
+                s6_addr: v6.ip().octets(),
+            };
             sin6.sin6_scope_id = v6.scope_id();
             size_of::<libc::sockaddr_in6>() as libc::socklen_t
         }
@@ -434,8 +459,9 @@ mod tests {
 
     fn bound_v4() -> Socket {
         let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-        s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
-        enable_rx_metadata(&s, false).unwrap();
+        s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        enable_rx_metadata(&s, false, true).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         s
     }
@@ -445,7 +471,9 @@ mod tests {
         let server = bound_v4();
         let server_addr = server.local_addr().unwrap().as_socket().unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
         for i in 0..3u8 {
             client.send_to(&[i; 48], server_addr).unwrap();
         }
@@ -458,12 +486,19 @@ mod tests {
                 assert_eq!(p.data.len(), 48);
                 assert_eq!(p.source, client.local_addr().unwrap());
                 assert_eq!(p.destination, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-                let rx_unix = p.kernel_rx.expect("kernel timestamp").to_unix(1_700_000_000).0;
+                let rx_unix = p
+                    .kernel_rx
+                    .expect("kernel timestamp")
+                    .to_unix(1_700_000_000)
+                    .0;
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap()
                     .as_secs() as i64;
-                assert!((rx_unix - now).abs() <= 2, "kernel stamp {rx_unix} vs now {now}");
+                assert!(
+                    (rx_unix - now).abs() <= 2,
+                    "kernel stamp {rx_unix} vs now {now}"
+                );
                 assert!(!p.truncated);
             }
             got += n;
@@ -471,12 +506,17 @@ mod tests {
         let mut tx = SendBatch::new();
         let dest = client.local_addr().unwrap();
         for i in 0..2u8 {
-            assert!(tx.push_with(dest, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)), |b| {
-                b[..4].copy_from_slice(&[i, 1, 2, 3]);
-                Some(4)
-            }));
+            assert!(
+                tx.push_with(dest, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)), |b| {
+                    b[..4].copy_from_slice(&[i, 1, 2, 3]);
+                    Some(4)
+                })
+            );
         }
-        assert!(!tx.push_with(dest, None, |_| None), "a declined fill queues nothing");
+        assert!(
+            !tx.push_with(dest, None, |_| None),
+            "a declined fill queues nothing"
+        );
         assert_eq!(tx.len(), 2);
         for p in tx.payloads_mut() {
             p[3] = 9;
@@ -495,7 +535,9 @@ mod tests {
         let server = bound_v4();
         let server_addr = server.local_addr().unwrap().as_socket().unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client.send_to(&vec![7u8; MAX_DATAGRAM + 100], server_addr).unwrap();
+        client
+            .send_to(&vec![7u8; MAX_DATAGRAM + 100], server_addr)
+            .unwrap();
         let mut rx = RecvBatch::new();
         assert_eq!(rx.recv(&server).unwrap(), 1);
         let p = rx.get(0).unwrap();

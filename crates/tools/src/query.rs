@@ -109,7 +109,7 @@ impl QuerySocket {
             Some(socket2::Protocol::UDP),
         )?;
         socket.bind(&bind.into())?;
-        enable_rx_metadata(&socket, target.is_ipv6())?;
+        enable_rx_metadata(&socket, target.is_ipv6(), false)?;
         Ok(QuerySocket {
             socket: socket.into(),
             batch: RecvBatch::new(),

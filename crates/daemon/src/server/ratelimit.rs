@@ -67,7 +67,9 @@ const NIL: u32 = u32::MAX;
 
 /// A bounded table of recent clients with least-recently-used eviction.
 pub struct ClientTable {
-    index: HashMap<IpAddr, u32>,
+    // Keyed with a random seed (attackers choose source addresses), but much cheaper
+    // than SipHash on the per-packet path.
+    index: HashMap<IpAddr, u32, ahash::RandomState>,
     slots: Vec<ClientEntry>,
     /// Most recently used.
     head: u32,
@@ -82,7 +84,7 @@ impl ClientTable {
     pub fn new(capacity: usize, limits: RateLimits) -> Self {
         let capacity = capacity.max(1);
         ClientTable {
-            index: HashMap::with_capacity(capacity),
+            index: HashMap::with_capacity_and_hasher(capacity, ahash::RandomState::new()),
             slots: Vec::with_capacity(capacity),
             head: NIL,
             tail: NIL,

@@ -183,7 +183,7 @@ fn open_client_socket(bind: &str, tx: Sender<Received>) -> io::Result<UdpSocket>
         socket.set_only_v6(true)?;
     }
     socket.bind(&addr.into())?;
-    enable_rx_metadata(&socket, addr.is_ipv6())?;
+    enable_rx_metadata(&socket, addr.is_ipv6(), false)?;
     let socket: UdpSocket = socket.into();
     let reader = socket.try_clone()?;
     std::thread::Builder::new().name("ntp-client-rx".into()).spawn(move || {
