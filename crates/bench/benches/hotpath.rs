@@ -114,6 +114,7 @@ fn main() {
             .collect::<String>(),
     );
     let rx = NtpTimestamp::from_unix(1_800_000_100, 0);
+    let keys = meridian_auth::KeyStore::new(meridian_auth::KeyFile::new(), []);
     let mut out = [0u8; 64];
     let req = request(0x1234_5678_9abc_def0);
     println!("per-packet pieces of the serving path (best of 7 rounds)");
@@ -128,6 +129,7 @@ fn main() {
                 let o = respond(
                     &st,
                     &open,
+                    &keys,
                     &mut ct,
                     black_box(&req),
                     src,

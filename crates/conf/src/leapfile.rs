@@ -60,8 +60,13 @@ pub enum LeapFileError {
     Unordered(usize),
 }
 
-fn number<T: std::str::FromStr>(word: Option<&str>, line: usize, reason: &'static str) -> Result<T, LeapFileError> {
-    word.and_then(|w| w.parse().ok()).ok_or(LeapFileError::Syntax { line, reason })
+fn number<T: std::str::FromStr>(
+    word: Option<&str>,
+    line: usize,
+    reason: &'static str,
+) -> Result<T, LeapFileError> {
+    word.and_then(|w| w.parse().ok())
+        .ok_or(LeapFileError::Syntax { line, reason })
 }
 
 /// Parse and verify the text of a leap-seconds.list file.
@@ -73,9 +78,17 @@ pub fn parse_leapfile(text: &str) -> Result<LeapTable, LeapFileError> {
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         if let Some(rest) = raw.strip_prefix("#$") {
-            updated = Some(number(rest.split_whitespace().next(), line, "bad update time")?);
+            updated = Some(number(
+                rest.split_whitespace().next(),
+                line,
+                "bad update time",
+            )?);
         } else if let Some(rest) = raw.strip_prefix("#@") {
-            expires = Some(number(rest.split_whitespace().next(), line, "bad expiry time")?);
+            expires = Some(number(
+                rest.split_whitespace().next(),
+                line,
+                "bad expiry time",
+            )?);
         } else if let Some(rest) = raw.strip_prefix("#h") {
             let mut words = [0u32; 5];
             let mut it = rest.split_whitespace();
@@ -83,7 +96,10 @@ pub fn parse_leapfile(text: &str) -> Result<LeapTable, LeapFileError> {
                 *w = it
                     .next()
                     .and_then(|h| u32::from_str_radix(h, 16).ok())
-                    .ok_or(LeapFileError::Syntax { line, reason: "bad hash" })?;
+                    .ok_or(LeapFileError::Syntax {
+                        line,
+                        reason: "bad hash",
+                    })?;
             }
             hash = Some(words);
         } else if raw.starts_with('#') || raw.trim().is_empty() {
@@ -96,7 +112,10 @@ pub fn parse_leapfile(text: &str) -> Result<LeapTable, LeapFileError> {
             if entries.last().is_some_and(|e| e.ntp_seconds >= ntp_seconds) {
                 return Err(LeapFileError::Unordered(line));
             }
-            entries.push(LeapEntry { ntp_seconds, tai_offset });
+            entries.push(LeapEntry {
+                ntp_seconds,
+                tai_offset,
+            });
         }
     }
     let updated = updated.ok_or(LeapFileError::Missing("#$"))?;
@@ -110,12 +129,18 @@ pub fn parse_leapfile(text: &str) -> Result<LeapTable, LeapFileError> {
         sha.update(e.tai_offset.to_string());
     }
     let digest = sha.finalize();
-    let computed: Vec<u32> =
-        digest.chunks(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let computed: Vec<u32> = digest
+        .chunks(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     if computed != hash {
         return Err(LeapFileError::HashMismatch);
     }
-    Ok(LeapTable { updated, expires, entries })
+    Ok(LeapTable {
+        updated,
+        expires,
+        entries,
+    })
 }
 
 impl LeapTable {
@@ -126,15 +151,26 @@ impl LeapTable {
 
     /// TAI − UTC at Unix time `now`, if the table covers it.
     pub fn tai_offset(&self, unix_now: i64) -> Option<i32> {
-        self.entries.iter().rev().find(|e| e.unix_seconds() <= unix_now).map(|e| e.tai_offset)
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.unix_seconds() <= unix_now)
+            .map(|e| e.tai_offset)
     }
 
     /// A leap second at the end of the UTC day containing Unix time `now`: +1 for an
     /// inserted second, -1 for a deleted one, `None` if none.
     pub fn leap_at_end_of_day(&self, unix_now: i64) -> Option<i32> {
         let day_end = (unix_now.div_euclid(86_400) + 1) * 86_400;
-        let i = self.entries.iter().position(|e| e.unix_seconds() == day_end)?;
-        let before = if i == 0 { return None } else { self.entries[i - 1].tai_offset };
+        let i = self
+            .entries
+            .iter()
+            .position(|e| e.unix_seconds() == day_end)?;
+        let before = if i == 0 {
+            return None;
+        } else {
+            self.entries[i - 1].tai_offset
+        };
         Some(self.entries[i].tai_offset - before)
     }
 }
@@ -156,13 +192,22 @@ mod tests {
 
     fn small() -> String {
         let mut sha = Sha1::new();
-        for part in ["3900000000", "3950000000", "2272060800", "10", "3692217600", "37"] {
+        for part in [
+            "3900000000",
+            "3950000000",
+            "2272060800",
+            "10",
+            "3692217600",
+            "37",
+        ] {
             sha.update(part);
         }
         let d = sha.finalize();
         // Written without leading zeros, as the published files do.
-        let words: Vec<String> =
-            d.chunks(4).map(|c| format!("{:x}", u32::from_be_bytes([c[0], c[1], c[2], c[3]]))).collect();
+        let words: Vec<String> = d
+            .chunks(4)
+            .map(|c| format!("{:x}", u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+            .collect();
         SMALL.replace("HASH", &words.join(" "))
     }
 
@@ -184,15 +229,28 @@ mod tests {
     fn tampering_is_detected() {
         let bad = small().replace("37\t#", "38\t#");
         assert_eq!(parse_leapfile(&bad), Err(LeapFileError::HashMismatch));
-        let no_hash: String = small().lines().filter(|l| !l.starts_with("#h")).map(|l| format!("{l}\n")).collect();
+        let no_hash: String = small()
+            .lines()
+            .filter(|l| !l.starts_with("#h"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         assert_eq!(parse_leapfile(&no_hash), Err(LeapFileError::Missing("#h")));
     }
 
     #[test]
     fn garbage_is_a_syntax_error_not_a_panic() {
-        assert!(matches!(parse_leapfile("#$ x\n"), Err(LeapFileError::Syntax { line: 1, .. })));
-        assert!(matches!(parse_leapfile("12 ab\n"), Err(LeapFileError::Syntax { .. })));
-        assert!(matches!(parse_leapfile("20 1\n10 2\n"), Err(LeapFileError::Unordered(2))));
+        assert!(matches!(
+            parse_leapfile("#$ x\n"),
+            Err(LeapFileError::Syntax { line: 1, .. })
+        ));
+        assert!(matches!(
+            parse_leapfile("12 ab\n"),
+            Err(LeapFileError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse_leapfile("20 1\n10 2\n"),
+            Err(LeapFileError::Unordered(2))
+        ));
     }
 
     #[test]

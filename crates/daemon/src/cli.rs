@@ -6,7 +6,11 @@ use clap::Parser;
 
 /// `ntpd` / `meridian ntpd`.
 #[derive(Debug, Parser)]
-#[command(name = "ntpd", about = "Meridian NTP daemon", disable_version_flag = true)]
+#[command(
+    name = "ntpd",
+    about = "Meridian NTP daemon",
+    disable_version_flag = true
+)]
 pub struct Args {
     /// Configuration file.
     #[arg(short = 'c', value_name = "FILE", default_value = "/etc/ntp.conf")]

@@ -56,7 +56,11 @@ where
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let (config_name, config) = match load_config(&args) {
@@ -87,9 +91,13 @@ where
 fn load_config(args: &Args) -> Result<(PathBuf, Config), String> {
     if args.example_config {
         let name = PathBuf::from("<embedded example>");
-        return meridian_conf::parse_str("<embedded example>", EXAMPLE_CONFIG, &MemorySource::new())
-            .map(|c| (name, c))
-            .map_err(|e| format!("{e}\n"));
+        return meridian_conf::parse_str(
+            "<embedded example>",
+            EXAMPLE_CONFIG,
+            &MemorySource::new(),
+        )
+        .map(|c| (name, c))
+        .map_err(|e| format!("{e}\n"));
     }
     meridian_conf::parse_config(&args.config, &FsSource)
         .map(|c| (args.config.clone(), c))
@@ -157,11 +165,16 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
         tracing::warn!("{w}");
     }
     if args.user.is_some() {
-        return Err("-u: dropping privileges is not supported by this build yet; refusing to run as root \
+        return Err(
+            "-u: dropping privileges is not supported by this build yet; refusing to run as root \
                     silently"
-            .into());
+                .into(),
+        );
     }
-    let flags = SyncFlags { allow_big_first_step: args.allow_big_first_step, slew_only: args.slew_only };
+    let flags = SyncFlags {
+        allow_big_first_step: args.allow_big_first_step,
+        slew_only: args.slew_only,
+    };
     let mut sync = SyncLoop::new(&config, flags, open_clock(args.observe), !args.observe);
     if args.once {
         return set_clock_once(&mut sync);
@@ -183,7 +196,10 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
     let mut sockets = Vec::new();
     for addr in &addresses {
         if let Err(e) = listen::check_free(*addr) {
-            if addr.ip().is_unspecified() && addr.is_ipv6() && e.kind() != std::io::ErrorKind::AddrInUse {
+            if addr.ip().is_unspecified()
+                && addr.is_ipv6()
+                && e.kind() != std::io::ErrorKind::AddrInUse
+            {
                 tracing::warn!("not listening on {addr}: {e}");
                 continue;
             }
@@ -235,13 +251,22 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, terminate.clone()).map_err(|e| e.to_string())?;
     }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()).map_err(|e| e.to_string())?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
+        .map_err(|e| e.to_string())?;
     tracing::info!(
         "Meridian {} serving {}{} (clock: {})",
         env!("CARGO_PKG_VERSION"),
-        if sync.has_sources() { "time from its sources; until they answer, " } else { "" },
+        if sync.has_sources() {
+            "time from its sources; until they answer, "
+        } else {
+            ""
+        },
         describe(&reference),
-        if args.observe { "observe-only" } else { "kernel" }
+        if args.observe {
+            "observe-only"
+        } else {
+            "kernel"
+        }
     );
 
     let mut reference = reference;
@@ -262,7 +287,9 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
                     sync.reconfigure(&new_config);
                     tracing::info!("reloaded {}", config_path.display());
                 }
-                Err(report) => tracing::error!("reload failed, keeping the running configuration:\n{report}"),
+                Err(report) => {
+                    tracing::error!("reload failed, keeping the running configuration:\n{report}")
+                }
             }
         }
         if let Ok(state) = serving_state(&sync, &reference, precision) {
@@ -320,7 +347,11 @@ fn set_clock_once(sync: &mut SyncLoop) -> Result<(), String> {
 
 /// What to serve now: the network system peer's view when synchronised, otherwise the
 /// local clock driver or orphan mode, otherwise "unsynchronised".
-fn serving_state(sync: &SyncLoop, reference: &LocalReference, precision: i8) -> Result<ServingState, String> {
+fn serving_state(
+    sync: &SyncLoop,
+    reference: &LocalReference,
+    precision: i8,
+) -> Result<ServingState, String> {
     let clock = sync.clock();
     let now = clock.now().map_err(|e| e.to_string())?;
     let sys = sync.system();
@@ -338,13 +369,19 @@ fn serving_state(sync: &SyncLoop, reference: &LocalReference, precision: i8) -> 
     } else {
         reference.server_state(now, precision, meridian_proto::DEFAULT_MIN_POLL)
     };
-    Ok(ServingState { server, correction: clock.kernel_correction() })
+    Ok(ServingState {
+        server,
+        correction: clock.kernel_correction(),
+    })
 }
 
 fn describe(reference: &LocalReference) -> String {
     match reference {
         LocalReference::LocalClock { address, stratum } => {
-            format!("the local clock {address} at stratum {}", stratum.saturating_add(1))
+            format!(
+                "the local clock {address} at stratum {}",
+                stratum.saturating_add(1)
+            )
         }
         LocalReference::Orphan { stratum } => format!("orphan mode at stratum {stratum}"),
         LocalReference::None => "as unsynchronised".into(),

@@ -73,7 +73,10 @@ pub fn check_free(addr: SocketAddr) -> io::Result<()> {
     }
     probe.bind(&addr.into()).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
-            io::Error::new(e.kind(), format!("{addr} is already in use (is another ntpd running?)"))
+            io::Error::new(
+                e.kind(),
+                format!("{addr} is already in use (is another ntpd running?)"),
+            )
         } else {
             e
         }
@@ -105,7 +108,10 @@ mod tests {
     #[test]
     fn default_is_both_wildcards() {
         let a = bind_addresses(&[], 123);
-        assert_eq!(a, vec!["0.0.0.0:123".parse().unwrap(), "[::]:123".parse().unwrap()]);
+        assert_eq!(
+            a,
+            vec!["0.0.0.0:123".parse().unwrap(), "[::]:123".parse().unwrap()]
+        );
     }
 
     #[test]
@@ -113,11 +119,20 @@ mod tests {
         let a = bind_addresses(
             &[rule(
                 InterfaceAction::Listen,
-                InterfaceTarget::Addr { addr: "127.0.0.1".parse().unwrap(), prefix: None },
+                InterfaceTarget::Addr {
+                    addr: "127.0.0.1".parse().unwrap(),
+                    prefix: None,
+                },
             )],
             4123,
         );
-        assert_eq!(a, vec!["[::]:4123".parse().unwrap(), "127.0.0.1:4123".parse().unwrap()]);
+        assert_eq!(
+            a,
+            vec![
+                "[::]:4123".parse().unwrap(),
+                "127.0.0.1:4123".parse().unwrap()
+            ]
+        );
     }
 
     #[test]
@@ -141,6 +156,9 @@ mod tests {
         let first = open_socket("127.0.0.1:0".parse().unwrap()).unwrap();
         let port = first.local_addr().unwrap().as_socket().unwrap().port();
         let second = open_socket(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
-        assert!(second.is_ok(), "SO_REUSEPORT lets a second worker bind: {second:?}");
+        assert!(
+            second.is_ok(),
+            "SO_REUSEPORT lets a second worker bind: {second:?}"
+        );
     }
 }

@@ -52,14 +52,23 @@ pub fn init(destination: Destination<'_>, debug: u8) -> io::Result<()> {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_env("MERIDIAN_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let result = match destination {
         Destination::Stderr => builder.with_writer(io::stderr).try_init(),
         Destination::File(path) => {
             let file = OpenOptions::new().create(true).append(true).open(path)?;
-            builder.with_ansi(false).with_writer(Mutex::new(file)).try_init()
+            builder
+                .with_ansi(false)
+                .with_writer(Mutex::new(file))
+                .try_init()
         }
-        Destination::Syslog => builder.with_ansi(false).without_time().with_writer(MakeSyslog).try_init(),
+        Destination::Syslog => builder
+            .with_ansi(false)
+            .without_time()
+            .with_writer(MakeSyslog)
+            .try_init(),
     };
     // A logger already installed (tests) is fine.
     let _ = result;

@@ -46,7 +46,9 @@ impl LocalReference {
             if !source.is_local_clock() {
                 continue;
             }
-            let Ok(address) = source.address.parse::<Ipv4Addr>() else { continue };
+            let Ok(address) = source.address.parse::<Ipv4Addr>() else {
+                continue;
+            };
             let stratum = config
                 .fudge
                 .get(&address)
@@ -73,7 +75,8 @@ impl LocalReference {
                 state.reference_ts = last_local_update(now);
                 // The driver's own dispersion: its claimed precision, plus what ntpd's
                 // clock filter adds for a single sample (2^precision each side).
-                state.root_dispersion = NtpShort::from_seconds_f64(2.0 * 2f64.powi(LOCAL_DRIVER_PRECISION.into()));
+                state.root_dispersion =
+                    NtpShort::from_seconds_f64(2.0 * 2f64.powi(LOCAL_DRIVER_PRECISION.into()));
                 state
             }
             LocalReference::Orphan { stratum } => {
@@ -111,14 +114,23 @@ mod tests {
         let s = r.server_state(now, -20, 3);
         assert_eq!(s.stratum, 11);
         assert_eq!(s.leap, LeapIndicator::NoWarning);
-        assert_eq!(s.reference_id, ReferenceId::from_ipv4(Ipv4Addr::new(127, 127, 1, 0)));
+        assert_eq!(
+            s.reference_id,
+            ReferenceId::from_ipv4(Ipv4Addr::new(127, 127, 1, 0))
+        );
         assert!(s.reference_ts <= now && now.diff(s.reference_ts).to_seconds_f64() < 64.0);
     }
 
     #[test]
     fn local_clock_without_fudge_uses_driver_default() {
         let r = reference("server 127.127.1.0\n");
-        assert_eq!(r, LocalReference::LocalClock { address: Ipv4Addr::new(127, 127, 1, 0), stratum: 5 });
+        assert_eq!(
+            r,
+            LocalReference::LocalClock {
+                address: Ipv4Addr::new(127, 127, 1, 0),
+                stratum: 5
+            }
+        );
     }
 
     #[test]

@@ -28,7 +28,14 @@ pub fn mjd(unix: f64) -> (i64, f64) {
 }
 
 /// The loopstats line for one clock update.
-pub fn loopstats_line(unix: f64, offset: f64, freq_ppm: f64, jitter: f64, wander_ppm: f64, poll: i8) -> String {
+pub fn loopstats_line(
+    unix: f64,
+    offset: f64,
+    freq_ppm: f64,
+    jitter: f64,
+    wander_ppm: f64,
+    poll: i8,
+) -> String {
     let (day, secs) = mjd(unix);
     format!("{day} {secs:.3} {offset:.9} {freq_ppm:.3} {jitter:.9} {wander_ppm:.6} {poll}")
 }
@@ -73,7 +80,10 @@ pub fn filegen_suffix(gen_type: FileGenType, unix: f64, started_unix: f64) -> St
         FileGenType::Week => format!(".{y:04}W{:02}", (day_of_year(y, m, d) - 1) / 7),
         FileGenType::Month => format!(".{y:04}{m:02}"),
         FileGenType::Year => format!(".{y:04}"),
-        FileGenType::Age => format!(".a{:08}", ((unix - started_unix) / 86_400.0).floor().max(0.0) as i64),
+        FileGenType::Age => format!(
+            ".a{:08}",
+            ((unix - started_unix) / 86_400.0).floor().max(0.0) as i64
+        ),
     }
 }
 
@@ -106,7 +116,10 @@ impl StatsWriter {
             .map(|k| (*k, config.filegens.get(k).cloned().unwrap_or_default()))
             .collect();
         StatsWriter {
-            dir: config.statsdir.clone().unwrap_or_else(|| PathBuf::from("/var/log/ntpstats")),
+            dir: config
+                .statsdir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/var/log/ntpstats")),
             enabled,
             open: HashMap::new(),
             started_unix,
@@ -121,9 +134,14 @@ impl StatsWriter {
 
     /// Append `line` to the current file of `kind` (no-op if not enabled).
     pub fn record(&mut self, kind: StatsKind, unix: f64, line: &str) {
-        let Some(gen) = self.enabled.get(&kind) else { return };
+        let Some(gen) = self.enabled.get(&kind) else {
+            return;
+        };
         let base = gen.file.clone().unwrap_or_else(|| kind.name().to_string());
-        let name = self.dir.join(format!("{base}{}", filegen_suffix(gen.gen_type, unix, self.started_unix)));
+        let name = self.dir.join(format!(
+            "{base}{}",
+            filegen_suffix(gen.gen_type, unix, self.started_unix)
+        ));
         let link = gen.link && gen.gen_type != FileGenType::None;
         let result = self.write_to(kind, &name, link.then(|| self.dir.join(&base)), line);
         if let Err(e) = result {
@@ -136,7 +154,13 @@ impl StatsWriter {
         }
     }
 
-    fn write_to(&mut self, kind: StatsKind, name: &Path, link: Option<PathBuf>, line: &str) -> std::io::Result<()> {
+    fn write_to(
+        &mut self,
+        kind: StatsKind,
+        name: &Path,
+        link: Option<PathBuf>,
+        line: &str,
+    ) -> std::io::Result<()> {
         let current = self.open.get(&kind).is_some_and(|o| o.name == name);
         if !current {
             let file = OpenOptions::new().create(true).append(true).open(name)?;
@@ -146,7 +170,13 @@ impl StatsWriter {
                     let _ = std::os::unix::fs::symlink(target, &link);
                 }
             }
-            self.open.insert(kind, OpenFile { name: name.to_path_buf(), file });
+            self.open.insert(
+                kind,
+                OpenFile {
+                    name: name.to_path_buf(),
+                    file,
+                },
+            );
         }
         let open = self.open.get_mut(&kind).expect("opened above");
         let result = writeln!(open.file, "{line}");
@@ -175,7 +205,14 @@ mod tests {
     #[test]
     fn lines_match_classic_formats() {
         assert_eq!(
-            loopstats_line(1_795_564_800.0 + 75_440.031, 0.000006019, 13.77819, 0.000351733, 0.01338, 6),
+            loopstats_line(
+                1_795_564_800.0 + 75_440.031,
+                0.000006019,
+                13.77819,
+                0.000351733,
+                0.01338,
+                6
+            ),
             "61369 75440.031 0.000006019 13.778 0.000351733 0.013380 6"
         );
         assert_eq!(
@@ -199,14 +236,21 @@ mod tests {
         assert_eq!(filegen_suffix(FileGenType::Month, t, t), ".202611");
         assert_eq!(filegen_suffix(FileGenType::Year, t, t), ".2026");
         assert_eq!(filegen_suffix(FileGenType::None, t, t), "");
-        assert_eq!(filegen_suffix(FileGenType::Age, t + 2.5 * 86_400.0, t), ".a00000002");
+        assert_eq!(
+            filegen_suffix(FileGenType::Age, t + 2.5 * 86_400.0, t),
+            ".a00000002"
+        );
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 
     #[test]
     fn writer_appends_to_dated_file_with_link() {
-        let dir = std::env::temp_dir().join(format!("meridian-stats-{}-{}", std::process::id(), rand::random::<u32>()));
+        let dir = std::env::temp_dir().join(format!(
+            "meridian-stats-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let text = format!("statsdir {}/\nstatistics loopstats\nfilegen loopstats file loops type day link enable\n", dir.display());
         let config = parse_str("t.conf", &text, &MemorySource::new()).unwrap();
@@ -217,12 +261,24 @@ mod tests {
         w.record(StatsKind::Loopstats, t, "a");
         w.record(StatsKind::Loopstats, t + 1.0, "b");
         w.record(StatsKind::Peerstats, t, "ignored");
-        assert_eq!(std::fs::read_to_string(dir.join("loops.20261125")).unwrap(), "a\nb\n");
-        assert_eq!(std::fs::read_link(dir.join("loops")).unwrap(), PathBuf::from("loops.20261125"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("loops.20261125")).unwrap(),
+            "a\nb\n"
+        );
+        assert_eq!(
+            std::fs::read_link(dir.join("loops")).unwrap(),
+            PathBuf::from("loops.20261125")
+        );
         // Next day: a new file, and the link follows.
         w.record(StatsKind::Loopstats, t + 86_400.0, "c");
-        assert_eq!(std::fs::read_to_string(dir.join("loops.20261126")).unwrap(), "c\n");
-        assert_eq!(std::fs::read_link(dir.join("loops")).unwrap(), PathBuf::from("loops.20261126"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("loops.20261126")).unwrap(),
+            "c\n"
+        );
+        assert_eq!(
+            std::fs::read_link(dir.join("loops")).unwrap(),
+            PathBuf::from("loops.20261126")
+        );
     }
 
     #[test]

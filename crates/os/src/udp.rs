@@ -21,7 +21,11 @@ const CONTROL_LEN: usize = 128;
 /// Ask the kernel to stamp received datagrams and, with `destination`, to report the
 /// address each was sent to (only a wildcard-bound server needs that: it costs a control
 /// message on every receive and send).
-pub fn enable_rx_metadata(socket: &socket2::Socket, ipv6: bool, destination: bool) -> io::Result<()> {
+pub fn enable_rx_metadata(
+    socket: &socket2::Socket,
+    ipv6: bool,
+    destination: bool,
+) -> io::Result<()> {
     let fd = socket.as_raw_fd();
     set_int_option(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
     if !destination {

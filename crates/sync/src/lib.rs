@@ -17,4 +17,7 @@ pub mod system;
 pub use source::{
     PeerInfo, Source, SourceEvent, SourceOptions, BURST_INTERVAL, BURST_LENGTH, UNREACH_BACKOFF,
 };
-pub use system::{AuthRejection, MAX_REQUEST_LEN, AssocKind, Association, LeapSecond, Receipt, SyncConfig, SyncCore, SystemVars};
+pub use system::{
+    AssocKind, Association, AuthRejection, LeapSecond, Receipt, SyncConfig, SyncCore, SystemVars,
+    MAX_REQUEST_LEN,
+};

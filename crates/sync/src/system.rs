@@ -234,7 +234,13 @@ impl SyncCore {
         random: u64,
         out: &mut [u8; MAX_REQUEST_LEN],
     ) -> Option<(SocketAddr, usize)> {
-        let key = self.assocs.iter().find(|a| a.id == id)?.source.options().key;
+        let key = self
+            .assocs
+            .iter()
+            .find(|a| a.id == id)?
+            .source
+            .options()
+            .key;
         let (addr, header) = self.transmit(id, now, t1, random)?;
         out[..HEADER_LEN].copy_from_slice(&header);
         let len = match key {
@@ -257,13 +263,23 @@ impl SyncCore {
         utc: f64,
     ) -> Result<Receipt, AuthRejection> {
         let Ok(reply) = NtpHeader::decode(datagram) else {
-            return Ok(Receipt { association: None, event: SourceEvent::None, command: None });
+            return Ok(Receipt {
+                association: None,
+                event: SourceEvent::None,
+                command: None,
+            });
         };
-        let key = self.assocs.iter().find(|a| a.addr == from).and_then(|a| a.source.options().key);
+        let key = self
+            .assocs
+            .iter()
+            .find(|a| a.addr == from)
+            .and_then(|a| a.source.options().key);
         if let Some(k) = key {
             match self.keys.verify(datagram) {
                 Verification::Valid { key_id } if key_id == k => {}
-                Verification::Valid { .. } | Verification::Invalid { .. } => return Err(AuthRejection::BadMac),
+                Verification::Valid { .. } | Verification::Invalid { .. } => {
+                    return Err(AuthRejection::BadMac)
+                }
                 _ => return Err(AuthRejection::Unauthenticated),
             }
         }

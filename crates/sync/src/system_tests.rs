@@ -259,18 +259,27 @@ fn a_leap_table_arms_the_leap_even_when_servers_do_not_announce_it() {
 #[test]
 fn keyed_associations_sign_requests_and_require_signed_replies() {
     let keys = || {
-        let parsed = meridian_auth::parse_keys("7 AES128CMAC 000102030405060708090a0b0c0d0e0f\n", "k");
+        let parsed =
+            meridian_auth::parse_keys("7 AES128CMAC 000102030405060708090a0b0c0d0e0f\n", "k");
         KeyStore::new(parsed.into_result().unwrap(), [7])
     };
     let s = server(1, 0.01);
     let mut core = SyncCore::new(SyncConfig::default(), -20);
     core.set_keys(keys());
-    let opts = SourceOptions { key: Some(7), ..Default::default() };
+    let opts = SourceOptions {
+        key: Some(7),
+        ..Default::default()
+    };
     let id = core.add("a", s.addr, AssocKind::Server, opts, 0.0);
     let mut out = [0u8; MAX_REQUEST_LEN];
-    let (_, len) = core.transmit_datagram(id, 0.0, ts(0.0), 77, &mut out).unwrap();
+    let (_, len) = core
+        .transmit_datagram(id, 0.0, ts(0.0), 77, &mut out)
+        .unwrap();
     assert_eq!(len, 48 + 20, "key id + 16-octet CMAC");
-    assert!(keys().verify(&out[..len]).is_valid(), "the server can verify our request");
+    assert!(
+        keys().verify(&out[..len]).is_valid(),
+        "the server can verify our request"
+    );
     let request: [u8; 48] = out[..48].try_into().unwrap();
     let (reply, arrival) = s.answer(&request, 0.0);
     let mut bytes = [0u8; 128];
@@ -286,7 +295,9 @@ fn keyed_associations_sign_requests_and_require_signed_replies() {
     let r = core.receive_datagram(s.addr, &tampered[..signed], ts(arrival), arrival, T0 as f64);
     assert_eq!(r, Err(AuthRejection::BadMac));
     // Properly signed: accepted.
-    let r = core.receive_datagram(s.addr, &bytes[..signed], ts(arrival), arrival, T0 as f64).unwrap();
+    let r = core
+        .receive_datagram(s.addr, &bytes[..signed], ts(arrival), arrival, T0 as f64)
+        .unwrap();
     assert_eq!(r.association, Some(id));
     assert_eq!(core.associations()[0].source.reach(), 1);
 }

@@ -9,7 +9,10 @@ use meridian_auth::{generate_keys_file, KeyType};
 
 /// Command line of `meridian keygen`.
 #[derive(Debug, Parser)]
-#[command(name = "keygen", about = "Generate a symmetric key file (ntp.keys format) on standard output")]
+#[command(
+    name = "keygen",
+    about = "Generate a symmetric key file (ntp.keys format) on standard output"
+)]
 pub struct Args {
     /// Key type: AES128CMAC (recommended, RFC 8573), AES256CMAC, SHA1 or MD5.
     #[arg(short = 't', long = "type", default_value = "AES128CMAC")]
@@ -30,7 +33,11 @@ where
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match KeyType::from_name(&args.key_type) {

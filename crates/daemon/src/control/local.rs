@@ -15,11 +15,11 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use meridian_sync::SyncCore;
 use meridian_proto::control::{peer_event, source, sys_event};
 use meridian_proto::{
     LeapIndicator, NtpTimestamp, PeerSelect, PeerStatus, ReferenceId, ServerState, SystemStatus,
 };
+use meridian_sync::SyncCore;
 
 use super::vars::{ControlSnapshot, PeerVariables, SystemVariables};
 use super::SharedControl;
@@ -215,7 +215,8 @@ impl ControlPublisher {
     /// Publish the snapshot for serving `server` from `reference`, with the network
     /// associations of `core`.
     pub fn publish(&self, reference: &LocalReference, server: &ServerState, core: &SyncCore) {
-        let mut snapshot = local_snapshot(reference, server, self.started, self.assoc_id, &self.host);
+        let mut snapshot =
+            local_snapshot(reference, server, self.started, self.assoc_id, &self.host);
         super::network::add_network(&mut snapshot, core);
         self.shared.publish(snapshot);
     }

@@ -95,7 +95,9 @@ pub fn association_variables(a: &Association, status: SelectStatus) -> PeerVaria
 pub fn add_network(snapshot: &mut ControlSnapshot, core: &SyncCore) {
     let sys = core.system();
     for a in core.associations() {
-        snapshot.peers.push(association_variables(a, core.status_of(a.id)));
+        snapshot
+            .peers
+            .push(association_variables(a, core.status_of(a.id)));
     }
     let Some(peer) = sys.system_peer else { return };
     if sys.leap == meridian_proto::LeapIndicator::Unsynchronized {

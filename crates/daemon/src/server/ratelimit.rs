@@ -31,7 +31,10 @@ pub struct RateLimits {
 
 impl Default for RateLimits {
     fn default() -> Self {
-        RateLimits { average_log2: 3, minimum: 2.0 }
+        RateLimits {
+            average_log2: 3,
+            minimum: 2.0,
+        }
     }
 }
 
@@ -120,7 +123,10 @@ impl ClientTable {
             None => {
                 let slot = self.insert(addr, now);
                 self.slots[slot as usize].mode_version = mode_version;
-                return Verdict { over_limit: false, kod_allowed: false };
+                return Verdict {
+                    over_limit: false,
+                    kod_allowed: false,
+                };
             }
         };
         let minimum = self.limits.minimum;
@@ -135,12 +141,21 @@ impl ClientTable {
         // gives, so a client polling exactly at the limits is not punished for jitter.
         if interval + 1.0 >= minimum && with_packet < limit {
             e.leak = with_packet - 2.0;
-            Verdict { over_limit: false, kod_allowed: false }
+            Verdict {
+                over_limit: false,
+                kod_allowed: false,
+            }
         } else if e.leak < limit {
             e.leak = limit + head;
-            Verdict { over_limit: true, kod_allowed: true }
+            Verdict {
+                over_limit: true,
+                kod_allowed: true,
+            }
         } else {
-            Verdict { over_limit: true, kod_allowed: false }
+            Verdict {
+                over_limit: true,
+                kod_allowed: false,
+            }
         }
     }
 
@@ -248,7 +263,9 @@ mod tests {
     #[test]
     fn burst_faster_than_minimum_is_limited_and_kod_is_rationed() {
         let mut t = ClientTable::new(16, RateLimits::default());
-        let verdicts: Vec<Verdict> = (0..10).map(|i| t.observe(ip(1), i as f64 * 0.01, 0x23)).collect();
+        let verdicts: Vec<Verdict> = (0..10)
+            .map(|i| t.observe(ip(1), i as f64 * 0.01, 0x23))
+            .collect();
         assert!(!verdicts[0].over_limit);
         assert!(verdicts[1..].iter().all(|v| v.over_limit));
         // One KoD for the burst, not one per packet.
@@ -277,7 +294,10 @@ mod tests {
         let first_limited = (0..100)
             .position(|i| t.observe(ip(2), i as f64 * 3.0, 0x23).over_limit)
             .expect("a client sending every 3 s must eventually be limited");
-        assert!(first_limited > 5, "limited too early at packet {first_limited}");
+        assert!(
+            first_limited > 5,
+            "limited too early at packet {first_limited}"
+        );
     }
 
     #[test]

@@ -165,13 +165,19 @@ pub fn respond(
     match action {
         ServerAuthAction::Reply { key_id: None } => Outcome::Reply { len, sign: None },
         ServerAuthAction::Reply { key_id: Some(key) } => match keys.mac_len(key) {
-            Some(mac) if len + mac <= out.len() => Outcome::Reply { len: len + mac, sign: Some(key) },
+            Some(mac) if len + mac <= out.len() => Outcome::Reply {
+                len: len + mac,
+                sign: Some(key),
+            },
             _ => Outcome::Drop(DropReason::Malformed),
         },
         // A bad MAC, or a key we don't have or trust: tell the client with a crypto-NAK
         // (header plus a zero key id), which it cannot mistake for authenticated time.
         ServerAuthAction::CryptoNak => match out.get_mut(len..).map(write_crypto_nak) {
-            Some(Ok(nak)) => Outcome::Reply { len: len + nak, sign: None },
+            Some(Ok(nak)) => Outcome::Reply {
+                len: len + nak,
+                sign: None,
+            },
             _ => Outcome::Drop(DropReason::Malformed),
         },
         ServerAuthAction::Drop => Outcome::Drop(DropReason::Unauthenticated),
@@ -302,7 +308,13 @@ mod tests {
             "10.0.0.2:40000",
             0.0,
         );
-        assert_eq!(o, Outcome::Reply { len: 48, sign: None });
+        assert_eq!(
+            o,
+            Outcome::Reply {
+                len: 48,
+                sign: None
+            }
+        );
         let h = NtpHeader::decode(&out).unwrap();
         assert_eq!(h.mode, Mode::Server);
         assert_eq!(h.version, 4);
@@ -325,7 +337,14 @@ mod tests {
         let t = table("");
         for v in 1..=4 {
             let (o, out) = ask(&t, &mut clients(), &request(v, 3, 1), "10.0.0.2:40000", 0.0);
-            assert_eq!(o, Outcome::Reply { len: 48, sign: None }, "version {v}");
+            assert_eq!(
+                o,
+                Outcome::Reply {
+                    len: 48,
+                    sign: None
+                },
+                "version {v}"
+            );
             assert_eq!(NtpHeader::decode(&out).unwrap().version, v);
         }
         for v in [0, 5, 7] {
@@ -417,7 +436,13 @@ mod tests {
         let outcomes: Vec<Outcome> = (0..6)
             .map(|i| ask(&t, &mut c, &request(4, 3, 7), "10.0.0.4:1", i as f64 * 0.1).0)
             .collect();
-        assert_eq!(outcomes[0], Outcome::Reply { len: 48, sign: None });
+        assert_eq!(
+            outcomes[0],
+            Outcome::Reply {
+                len: 48,
+                sign: None
+            }
+        );
         assert!(
             outcomes[1..]
                 .iter()
@@ -477,7 +502,10 @@ mod tests {
     }
 
     fn keys(trusted: &[u16]) -> KeyStore {
-        let parsed = meridian_auth::parse_keys("1 MD5 abcdefgh\n2 SHA1 0123456789abcdef0123456789abcdef01234567\n", "k");
+        let parsed = meridian_auth::parse_keys(
+            "1 MD5 abcdefgh\n2 SHA1 0123456789abcdef0123456789abcdef01234567\n",
+            "k",
+        );
         KeyStore::new(parsed.into_result().unwrap(), trusted.iter().copied())
     }
 
@@ -495,7 +523,14 @@ mod tests {
         for (key, mac) in [(1u32, 20usize), (2, 24)] {
             let req = signed_request(&store, key);
             let (o, _) = ask_with_keys(&t, &store, &mut clients(), &req, "10.0.0.2:1", 0.0);
-            assert_eq!(o, Outcome::Reply { len: 48 + mac, sign: Some(key) }, "key {key}");
+            assert_eq!(
+                o,
+                Outcome::Reply {
+                    len: 48 + mac,
+                    sign: Some(key)
+                },
+                "key {key}"
+            );
         }
     }
 
@@ -509,9 +544,20 @@ mod tests {
         tampered[60] ^= 1;
         let mut unknown = signed_request(&client, 1);
         unknown[48..52].copy_from_slice(&9u32.to_be_bytes());
-        for (name, req) in [("untrusted", untrusted), ("tampered", tampered), ("unknown", unknown)] {
+        for (name, req) in [
+            ("untrusted", untrusted),
+            ("tampered", tampered),
+            ("unknown", unknown),
+        ] {
             let (o, out) = ask_with_keys(&t, &store, &mut clients(), &req, "10.0.0.2:1", 0.0);
-            assert_eq!(o, Outcome::Reply { len: 52, sign: None }, "{name}");
+            assert_eq!(
+                o,
+                Outcome::Reply {
+                    len: 52,
+                    sign: None
+                },
+                "{name}"
+            );
             assert_eq!(&out[48..52], &[0, 0, 0, 0], "{name}: crypto-NAK trailer");
             assert!(52 <= req.len(), "no amplification");
         }
@@ -521,7 +567,14 @@ mod tests {
     fn notrust_drops_unauthenticated_requests() {
         let store = keys(&[1]);
         let t = table("restrict default notrust\n");
-        let (o, _) = ask_with_keys(&t, &store, &mut clients(), &request(4, 3, 1), "10.0.0.2:1", 0.0);
+        let (o, _) = ask_with_keys(
+            &t,
+            &store,
+            &mut clients(),
+            &request(4, 3, 1),
+            "10.0.0.2:1",
+            0.0,
+        );
         assert!(matches!(o, Outcome::Drop(_)), "{o:?}");
     }
 

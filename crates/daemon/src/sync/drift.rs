@@ -28,7 +28,10 @@ pub fn read(path: &Path) -> io::Result<Option<f64>> {
 }
 
 fn temporary_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".TEMP");
     path.with_file_name(name)
 }
@@ -54,7 +57,11 @@ mod tests {
     use super::*;
 
     fn dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("meridian-drift-{}-{}", std::process::id(), rand::random::<u32>()));
+        let d = std::env::temp_dir().join(format!(
+            "meridian-drift-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         fs::create_dir_all(&d).unwrap();
         d
     }

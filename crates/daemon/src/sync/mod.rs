@@ -22,7 +22,9 @@ use meridian_conf::leapfile::{parse_leapfile, LeapTable};
 use meridian_conf::{Config, SourceConfig, SourceKind};
 use meridian_os::udp::{enable_rx_metadata, RecvBatch};
 use meridian_proto::NtpTimestamp;
-use meridian_sync::{AssocKind, SourceEvent, SourceOptions, SyncConfig, SyncCore, SystemVars, MAX_REQUEST_LEN};
+use meridian_sync::{
+    AssocKind, SourceEvent, SourceOptions, SyncConfig, SyncCore, SystemVars, MAX_REQUEST_LEN,
+};
 
 use clock_driver::{ClockDriver, FailureLog};
 
@@ -129,7 +131,11 @@ pub fn sync_config(config: &Config, flags: SyncFlags, drift_ppm: Option<f64>) ->
     let mut discipline = DisciplineConfig {
         step_threshold: tinker.step,
         stepout: tinker.stepout,
-        panic_threshold: if tinker.panic > 0.0 { tinker.panic } else { f64::INFINITY },
+        panic_threshold: if tinker.panic > 0.0 {
+            tinker.panic
+        } else {
+            f64::INFINITY
+        },
         allow_first_big_step: flags.allow_big_first_step,
         initial_frequency_ppm: drift_ppm,
         ..DisciplineConfig::default()
@@ -141,10 +147,22 @@ pub fn sync_config(config: &Config, flags: SyncFlags, drift_ppm: Option<f64>) ->
     if discipline.step_threshold <= 0.0 {
         discipline.step_threshold = f64::INFINITY;
     }
-    if let Some(minpoll) = config.sources.iter().filter(|s| !s.is_refclock()).map(|s| s.minpoll).min() {
+    if let Some(minpoll) = config
+        .sources
+        .iter()
+        .filter(|s| !s.is_refclock())
+        .map(|s| s.minpoll)
+        .min()
+    {
         discipline.minpoll = minpoll;
     }
-    if let Some(maxpoll) = config.sources.iter().filter(|s| !s.is_refclock()).map(|s| s.maxpoll).max() {
+    if let Some(maxpoll) = config
+        .sources
+        .iter()
+        .filter(|s| !s.is_refclock())
+        .map(|s| s.maxpoll)
+        .max()
+    {
         discipline.maxpoll = maxpoll.max(discipline.minpoll);
     }
     SyncConfig {
@@ -186,29 +204,38 @@ fn open_client_socket(bind: &str, tx: Sender<Received>) -> io::Result<UdpSocket>
     enable_rx_metadata(&socket, addr.is_ipv6(), false)?;
     let socket: UdpSocket = socket.into();
     let reader = socket.try_clone()?;
-    std::thread::Builder::new().name("ntp-client-rx".into()).spawn(move || {
-        let mut batch = RecvBatch::new();
-        loop {
-            let n = match batch.recv(&reader) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => continue,
-                Err(_) => return,
-            };
-            for i in 0..n {
-                let Some(p) = batch.get(i) else { continue };
-                // Server replies are a 48-octet header plus optional extensions and MAC;
-                // a few per minute, so copying them out costs nothing that matters.
-                if p.data.len() < 48 || p.truncated {
-                    continue;
-                }
-                let data = p.data.to_vec();
-                if tx.send(Received { from: p.source, data, kernel_rx: p.kernel_rx }).is_err() {
-                    return;
+    std::thread::Builder::new()
+        .name("ntp-client-rx".into())
+        .spawn(move || {
+            let mut batch = RecvBatch::new();
+            loop {
+                let n = match batch.recv(&reader) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => continue,
+                    Err(_) => return,
+                };
+                for i in 0..n {
+                    let Some(p) = batch.get(i) else { continue };
+                    // Server replies are a 48-octet header plus optional extensions and MAC;
+                    // a few per minute, so copying them out costs nothing that matters.
+                    if p.data.len() < 48 || p.truncated {
+                        continue;
+                    }
+                    let data = p.data.to_vec();
+                    if tx
+                        .send(Received {
+                            from: p.source,
+                            data,
+                            kernel_rx: p.kernel_rx,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
             }
-        }
-    })?;
+        })?;
     Ok(socket)
 }
 
@@ -256,7 +283,10 @@ impl SyncLoop {
         };
         if drift_ppm.is_some() {
             let command = sync.core.initial_command();
-            command.apply(&mut ClockDriver::new(sync.clock.as_mut(), &mut sync.failures));
+            command.apply(&mut ClockDriver::new(
+                sync.clock.as_mut(),
+                &mut sync.failures,
+            ));
         }
         sync.reconfigure(config);
         sync
@@ -290,31 +320,47 @@ impl SyncLoop {
     /// Bring the associations in line with `config` (start-up and SIGHUP): new names are
     /// queued for resolution, names no longer configured are removed.
     pub fn reconfigure(&mut self, config: &Config) {
-        let wanted: Vec<&SourceConfig> = config.sources.iter().filter(|s| !s.is_refclock()).collect();
+        let wanted: Vec<&SourceConfig> =
+            config.sources.iter().filter(|s| !s.is_refclock()).collect();
         let keys: Vec<String> = wanted.iter().map(|s| source_key(s)).collect();
-        let gone: Vec<String> = self.configured.keys().filter(|k| !keys.contains(k)).cloned().collect();
+        let gone: Vec<String> = self
+            .configured
+            .keys()
+            .filter(|k| !keys.contains(k))
+            .cloned()
+            .collect();
         for key in gone {
             for id in self.configured.remove(&key).unwrap_or_default() {
                 tracing::info!("removing association {id} ({key})");
                 self.core.remove(id);
             }
         }
-        self.pending.retain(|p| keys.contains(&source_key(&p.config)));
+        self.pending
+            .retain(|p| keys.contains(&source_key(&p.config)));
         if config.leapfile.is_some() {
             self.leap_table = load_leap_table(config);
         }
         self.core.set_keys(crate::load_keys(config));
         let now = self.now();
         for (s, key) in wanted.into_iter().zip(keys) {
-            if !self.configured.contains_key(&key) && !self.pending.iter().any(|p| source_key(&p.config) == key) {
-                self.pending.push(Pending { config: s.clone(), next_try: now });
+            if !self.configured.contains_key(&key)
+                && !self.pending.iter().any(|p| source_key(&p.config) == key)
+            {
+                self.pending.push(Pending {
+                    config: s.clone(),
+                    next_try: now,
+                });
             }
         }
         self.resolve_pending(now);
     }
 
     fn socket_for(&mut self, addr: SocketAddr) -> Option<&UdpSocket> {
-        let (slot, bind) = if addr.is_ipv4() { (&mut self.v4, "0.0.0.0:0") } else { (&mut self.v6, "[::]:0") };
+        let (slot, bind) = if addr.is_ipv4() {
+            (&mut self.v4, "0.0.0.0:0")
+        } else {
+            (&mut self.v6, "[::]:0")
+        };
         if slot.is_none() {
             match open_client_socket(bind, self.reply_sender.clone()) {
                 Ok(s) => *slot = Some(s),
@@ -337,10 +383,18 @@ impl SyncLoop {
             let port = p.config.port.unwrap_or(123);
             let family = p.config.family;
             let addrs: Vec<SocketAddr> = match (p.config.address.as_str(), port).to_socket_addrs() {
-                Ok(a) => a.filter(|a| family.is_none_or(|f| f.matches(a.ip()))).collect(),
+                Ok(a) => a
+                    .filter(|a| family.is_none_or(|f| f.matches(a.ip())))
+                    .collect(),
                 Err(e) => {
-                    tracing::warn!("cannot resolve {}: {e}; retrying in {RESOLVE_RETRY} s", p.config.address);
-                    still.push(Pending { next_try: now + RESOLVE_RETRY, ..p });
+                    tracing::warn!(
+                        "cannot resolve {}: {e}; retrying in {RESOLVE_RETRY} s",
+                        p.config.address
+                    );
+                    still.push(Pending {
+                        next_try: now + RESOLVE_RETRY,
+                        ..p
+                    });
                     continue;
                 }
             };
@@ -356,12 +410,25 @@ impl SyncLoop {
                 }
                 // Spread first polls a little so several sources don't go out together.
                 let first = now + 0.1 * ids.len() as f64 + 0.5 * rand::random::<f64>();
-                let id = self.core.add(&p.config.address, addr, kind, source_options(&p.config), first);
-                tracing::info!("association {id}: {} {} ({addr})", kind_word(kind), p.config.address);
+                let id = self.core.add(
+                    &p.config.address,
+                    addr,
+                    kind,
+                    source_options(&p.config),
+                    first,
+                );
+                tracing::info!(
+                    "association {id}: {} {} ({addr})",
+                    kind_word(kind),
+                    p.config.address
+                );
                 ids.push(id);
             }
             if ids.is_empty() {
-                still.push(Pending { next_try: now + RESOLVE_RETRY, ..p });
+                still.push(Pending {
+                    next_try: now + RESOLVE_RETRY,
+                    ..p
+                });
             } else {
                 self.configured.insert(source_key(&p.config), ids);
             }
@@ -385,7 +452,9 @@ impl SyncLoop {
                 }
             };
             let mut bytes = [0u8; MAX_REQUEST_LEN];
-            let Some((addr, len)) = self.core.transmit_datagram(id, self.now(), t1, rand::random(), &mut bytes)
+            let Some((addr, len)) =
+                self.core
+                    .transmit_datagram(id, self.now(), t1, rand::random(), &mut bytes)
             else {
                 continue;
             };
@@ -395,10 +464,9 @@ impl SyncLoop {
                 }
             }
         }
-        let mut wait = self
-            .core
-            .next_wakeup()
-            .map_or(max_wait, |at| Duration::from_secs_f64((at - self.now()).clamp(0.0, max_wait.as_secs_f64())));
+        let mut wait = self.core.next_wakeup().map_or(max_wait, |at| {
+            Duration::from_secs_f64((at - self.now()).clamp(0.0, max_wait.as_secs_f64()))
+        });
         if let Some(to_leap) = self.seconds_to_leap() {
             // Wake right after midnight, so the observe clock's leap is on time.
             wait = wait.min(Duration::from_secs_f64(to_leap + 0.001));
@@ -410,7 +478,9 @@ impl SyncLoop {
                 first = false;
                 self.replies.recv_timeout(wait)
             } else {
-                self.replies.try_recv().map_err(|_| RecvTimeoutError::Timeout)
+                self.replies
+                    .try_recv()
+                    .map_err(|_| RecvTimeoutError::Timeout)
             };
             let Ok(r) = received else { break };
             match self.handle_reply(r) {
@@ -421,7 +491,9 @@ impl SyncLoop {
         self.handle_leap();
         if let Some(path) = self.drift_path.clone() {
             let now = self.now();
-            if self.core.system().discipline.synchronised && now - self.last_drift_write >= DRIFT_WRITE_INTERVAL {
+            if self.core.system().discipline.synchronised
+                && now - self.last_drift_write >= DRIFT_WRITE_INTERVAL
+            {
                 self.last_drift_write = now;
                 self.write_drift(&path);
             }
@@ -442,19 +514,35 @@ impl SyncLoop {
             }
         };
         match &receipt.event {
-            SourceEvent::RateLimited => tracing::warn!("{}: rate limited (KoD RATE); polling less often", r.from),
-            SourceEvent::Demobilize(code) => tracing::warn!("{}: server refuses us ({code:?}); association removed", r.from),
+            SourceEvent::RateLimited => {
+                tracing::warn!("{}: rate limited (KoD RATE); polling less often", r.from)
+            }
+            SourceEvent::Demobilize(code) => tracing::warn!(
+                "{}: server refuses us ({code:?}); association removed",
+                r.from
+            ),
             SourceEvent::Rejected(e) => tracing::debug!("{}: reply rejected: {e}", r.from),
             _ => {}
         }
-        let Some(command) = receipt.command else { return LoopEvent::Idle };
+        let Some(command) = receipt.command else {
+            return LoopEvent::Idle;
+        };
         if command.event == DisciplineEvent::Panic {
             return LoopEvent::Panic;
         }
-        command.apply(&mut ClockDriver::new(self.clock.as_mut(), &mut self.failures));
+        command.apply(&mut ClockDriver::new(
+            self.clock.as_mut(),
+            &mut self.failures,
+        ));
         match (command.step, command.slew) {
-            (Some(offset), _) => LoopEvent::ClockUpdated { stepped: true, offset },
-            (None, Some(offset)) => LoopEvent::ClockUpdated { stepped: false, offset },
+            (Some(offset), _) => LoopEvent::ClockUpdated {
+                stepped: true,
+                offset,
+            },
+            (None, Some(offset)) => LoopEvent::ClockUpdated {
+                stepped: false,
+                offset,
+            },
             (None, None) => LoopEvent::Idle,
         }
     }
@@ -489,7 +577,10 @@ impl SyncLoop {
         if let Some(leap) = self.core.leap_due(utc) {
             tracing::info!("leap second {:?} at the end of the UTC day", leap.kind);
             if !self.kernel_does_leaps {
-                leap.command.apply(&mut ClockDriver::new(self.clock.as_mut(), &mut self.failures));
+                leap.command.apply(&mut ClockDriver::new(
+                    self.clock.as_mut(),
+                    &mut self.failures,
+                ));
             }
             self.armed_leap = None;
         }
