@@ -129,6 +129,21 @@ pub fn load_key_file(path: &Path) -> io::Result<KeyRing> {
     })
 }
 
+/// The daemon's start-up step: loads `path` if it exists, otherwise
+/// generates a fresh ring at `now` (Unix seconds) and saves it, so cookies
+/// survive restarts from then on. A file that exists but does not parse is
+/// an error (never silently replaced: other servers may share it).
+pub fn load_or_create_key_file(path: &Path, now: u64) -> io::Result<KeyRing> {
+    match load_key_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let ring = KeyRing::generate(now);
+            save_key_file(path, &ring)?;
+            Ok(ring)
+        }
+        other => other,
+    }
+}
+
 /// Writes `ring` to `path` atomically with mode 0600.
 pub fn save_key_file(path: &Path, ring: &KeyRing) -> io::Result<()> {
     let dir = match path.parent() {
@@ -195,6 +210,27 @@ mod tests {
         save_key_file(&path, &ring).unwrap();
         assert_eq!(load_key_file(&path).unwrap().current().created, 300);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn load_or_create_creates_once_then_loads() {
+        let dir = std::env::temp_dir().join(format!("mrdn-nts-loc-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys");
+        let first = load_or_create_key_file(&path, 10).unwrap();
+        let second = load_or_create_key_file(&path, 20).unwrap();
+        assert_eq!(
+            first.keys(),
+            second.keys(),
+            "second start reuses the saved keys"
+        );
+        fs::write(&path, "garbage").unwrap();
+        assert!(
+            load_or_create_key_file(&path, 30).is_err(),
+            "corrupt file is not replaced"
+        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), "garbage");
         fs::remove_dir_all(&dir).unwrap();
     }
 
