@@ -115,6 +115,14 @@ fn main() {
     );
     let rx = NtpTimestamp::from_unix(1_800_000_100, 0);
     let keys = meridian_auth::KeyStore::new(meridian_auth::KeyFile::new(), []);
+    let read_clock = || rx;
+    let ctx = meridian_daemon::server::respond::ServeContext {
+        state: &st,
+        restrict: &open,
+        keys: &keys,
+        nts: None,
+        read_clock: &read_clock,
+    };
     let mut out = [0u8; 64];
     let req = request(0x1234_5678_9abc_def0);
     println!("per-packet pieces of the serving path (best of 7 rounds)");
@@ -127,9 +135,7 @@ fn main() {
             |i| {
                 let src = SocketAddr::new(client(i % clients), 40_000);
                 let o = respond(
-                    &st,
-                    &open,
-                    &keys,
+                    &ctx,
                     &mut ct,
                     black_box(&req),
                     src,

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod control;
 pub mod listen;
 pub mod logging;
+pub mod nts;
 pub mod reference;
 pub mod server;
 pub mod state;
@@ -132,9 +133,10 @@ pub fn load_keys(config: &Config) -> meridian_auth::KeyStore {
     meridian_auth::KeyStore::new(parsed.keys, trusted)
 }
 
-fn serve_policy(config: &Config) -> ServePolicy {
+fn serve_policy(config: &Config, nts: Option<&nts::NtsService>) -> ServePolicy {
     ServePolicy {
         keys: load_keys(config),
+        nts: nts.map(nts::NtsService::server),
         restrict: config.restrict.clone(),
         limits: RateLimits {
             average_log2: config.discard.average,
@@ -184,7 +186,7 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
     let shared = SharedState::new(serving_state(&sync, &reference, precision)?);
     let control = control::ControlPublisher::new(sync.clock().now().map_err(|e| e.to_string())?);
     control.publish(&reference, &shared.load().server, sync.core());
-    let policy = Arc::new(ArcSwap::from_pointee(serve_policy(&config)));
+    let policy = Arc::new(ArcSwap::from_pointee(serve_policy(&config, None)));
     let counters = Arc::new(ServerCounters::default());
     let stop = Arc::new(AtomicBool::new(false));
 
@@ -224,6 +226,11 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
     // the terminal, and before any thread exists, as fork requires.
     if !args.foreground {
         meridian_os::process::daemonize().map_err(|e| format!("cannot detach: {e}"))?;
+    }
+    // NTS-KE runs threads of its own, so it starts after the fork.
+    let nts = nts::NtsService::start(&config, args.port)?;
+    if nts.is_some() {
+        policy.store(Arc::new(serve_policy(&config, nts.as_ref())));
     }
     let handles: Vec<_> = sockets
         .into_iter()
@@ -282,7 +289,10 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
                     for w in &new_config.warnings {
                         tracing::warn!("{w}");
                     }
-                    policy.store(Arc::new(serve_policy(&new_config)));
+                    policy.store(Arc::new(serve_policy(&new_config, nts.as_ref())));
+                    if let Some(nts) = &nts {
+                        nts.reload();
+                    }
                     reference = LocalReference::from_config(&new_config);
                     sync.reconfigure(&new_config);
                     tracing::info!("reloaded {}", config_path.display());
@@ -291,6 +301,9 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
                     tracing::error!("reload failed, keeping the running configuration:\n{report}")
                 }
             }
+        }
+        if let Some(nts) = &nts {
+            nts.tick();
         }
         if let Ok(state) = serving_state(&sync, &reference, precision) {
             shared.publish(state);

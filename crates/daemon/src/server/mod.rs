@@ -53,6 +53,8 @@ pub struct ServePolicy {
     pub max_clients: usize,
     /// Symmetric keys (`keys`, `trustedkey`); empty when none are configured.
     pub keys: meridian_auth::KeyStore,
+    /// The NTS server side, when `nts enable` is configured.
+    pub nts: Option<meridian_nts::NtsServer>,
 }
 
 /// What still has to be done to a queued datagram just before the batch goes out.
@@ -132,6 +134,14 @@ impl Worker {
             }
             let state = self.state.load();
             let now = started.elapsed().as_secs_f64();
+            let read_clock = || state.correction.apply(meridian_os::read_realtime());
+            let ctx = respond::ServeContext {
+                state: &state,
+                restrict: &policy.restrict,
+                keys: &policy.keys,
+                nts: policy.nts.as_ref(),
+                read_clock: &read_clock,
+            };
             let (mut replied, mut kods, mut dropped, mut limited) = (0u64, 0u64, 0u64, 0u64);
             for i in 0..n {
                 let Some(packet) = rx.get(i) else { continue };
@@ -145,9 +155,7 @@ impl Worker {
                 let mut outcome = Outcome::Drop(respond::DropReason::Malformed);
                 tx.push_with(packet.source, packet.destination, |buf| {
                     outcome = respond(
-                        &state,
-                        &policy.restrict,
-                        &policy.keys,
+                        &ctx,
                         &mut clients,
                         packet.data,
                         packet.source,
@@ -156,13 +164,19 @@ impl Worker {
                         buf,
                     );
                     match outcome {
-                        Outcome::Reply { len, .. } | Outcome::Kod { len } => Some(len),
+                        Outcome::Reply { len, .. }
+                        | Outcome::Sealed { len }
+                        | Outcome::Kod { len } => Some(len),
                         Outcome::Control { .. } | Outcome::Drop(_) => None,
                     }
                 });
                 match outcome {
                     Outcome::Reply { sign, .. } => {
                         finish[slot] = sign.map_or(Finish::Stamp, Finish::StampAndSign);
+                        replied += 1;
+                    }
+                    Outcome::Sealed { .. } => {
+                        finish[slot] = Finish::Nothing;
                         replied += 1;
                     }
                     Outcome::Kod { .. } => {

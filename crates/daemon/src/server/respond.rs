@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use meridian_auth::{server_action, write_crypto_nak, KeyStore, ServerAuthAction, Verification};
 use meridian_conf::restrict::{decide, Decision, PacketMode, RestrictFlags, RestrictTable};
+use meridian_nts::{NtsOutcome, NtsServer};
 use meridian_proto::{
     build_kod, build_server_reply, parse_packet, Mode, NtpHeader, NtpTimestamp, ReferenceId,
     HEADER_LEN,
@@ -45,6 +46,12 @@ pub enum Outcome {
         /// cover the final packet.
         sign: Option<u32>,
     },
+    /// A reply of `len` bytes that is final as written (NTS: its transmit timestamp is
+    /// inside the authenticated part, so it was taken before sealing).
+    Sealed {
+        /// Length of the reply in the output buffer.
+        len: usize,
+    },
     /// A KoD of `len` bytes was written (its timestamps are final).
     Kod {
         /// Length of the KoD in the output buffer.
@@ -59,6 +66,20 @@ pub enum Outcome {
     },
     /// No answer.
     Drop(DropReason),
+}
+
+/// Everything a worker decides with, gathered once per batch.
+pub struct ServeContext<'a> {
+    /// The served sync state.
+    pub state: &'a ServingState,
+    /// The `restrict` table.
+    pub restrict: &'a RestrictTable,
+    /// Symmetric keys.
+    pub keys: &'a KeyStore,
+    /// The NTS server, when `nts enable` is configured.
+    pub nts: Option<&'a NtsServer>,
+    /// Reads the served clock, for replies that must be final before they are sealed.
+    pub read_clock: &'a dyn Fn() -> NtpTimestamp,
 }
 
 /// Where, in a reply, the transmit timestamp goes, so it can be written just before send.
@@ -87,9 +108,7 @@ fn plausible_client(ip: IpAddr) -> bool {
 // taken apart again for every packet.
 #[allow(clippy::too_many_arguments)]
 pub fn respond(
-    state: &ServingState,
-    restrict: &RestrictTable,
-    keys: &KeyStore,
+    ctx: &ServeContext<'_>,
     clients: &mut ClientTable,
     datagram: &[u8],
     source: SocketAddr,
@@ -97,6 +116,7 @@ pub fn respond(
     now: f64,
     out: &mut [u8],
 ) -> Outcome {
+    let (state, restrict, keys) = (ctx.state, ctx.restrict, ctx.keys);
     if source.port() == 0 || !plausible_client(source.ip()) {
         return Outcome::Drop(DropReason::BadSource);
     }
@@ -123,7 +143,10 @@ pub fn respond(
     if verification == Verification::Malformed {
         return Outcome::Drop(DropReason::Malformed);
     }
-    let authenticated = verification.is_valid();
+    // An NTS request is authenticated by its cookie and authenticator; if those turn out
+    // bad it gets an NTS NAK below, never time.
+    let nts_candidate = ctx.nts.is_some() && !packet.extensions.is_empty();
+    let authenticated = verification.is_valid() || nts_candidate;
     match decide(
         flags,
         PacketMode::from_bits(mode_bits),
@@ -153,6 +176,15 @@ pub fn respond(
         // Symmetric modes arrive with peer support, control (mode 6) with the control
         // work; mode 7 is never answered (monlist amplification).
         return Outcome::Drop(DropReason::UnhandledMode);
+    }
+    if let (Some(nts), false) = (ctx.nts, packet.extensions.is_empty()) {
+        // Sealed replies carry their transmit timestamp inside the authenticated part.
+        let reply = build_server_reply(&request, &state.server, rx, (ctx.read_clock)());
+        match nts.process_request(datagram, &reply, out) {
+            NtsOutcome::Reply(len) | NtsOutcome::Nak(len) => return Outcome::Sealed { len },
+            NtsOutcome::Drop => return Outcome::Drop(DropReason::Unauthenticated),
+            NtsOutcome::NotNts => {}
+        }
     }
     let action = server_action(verification, flags.contains(RestrictFlags::NOTRUST));
     if action == ServerAuthAction::Drop {
@@ -280,10 +312,17 @@ mod tests {
     ) -> (Outcome, [u8; 128]) {
         let mut out = [0u8; 128];
         let rx = NtpTimestamp::from_unix(1_800_000_100, 0);
-        let o = respond(
-            &state(),
+        let state = state();
+        let read_clock = || NtpTimestamp::from_unix(1_800_000_101, 0);
+        let ctx = ServeContext {
+            state: &state,
             restrict,
             keys,
+            nts: None,
+            read_clock: &read_clock,
+        };
+        let o = respond(
+            &ctx,
             clients,
             data,
             from.parse().unwrap(),
@@ -590,7 +629,7 @@ mod tests {
             let src = format!("10.1.2.{last}:{port}");
             let (o, out) = ask(&t, &mut c, &data, &src, 0.0);
             match o {
-                Outcome::Reply { len, .. } | Outcome::Kod { len } => {
+                Outcome::Reply { len, .. } | Outcome::Sealed { len } | Outcome::Kod { len } => {
                     // Never larger than the request: no amplification.
                     proptest::prop_assert!(len <= data.len());
                     let h = NtpHeader::decode(&out[..len]).unwrap();
