@@ -17,6 +17,7 @@ commands:
   ntpq      query a daemon over mode 6 (classic ntpq commands: -p, -c rv, ...)
   ntpstat   show whether the local daemon is synchronised
   keygen    write a symmetric key file (ntp.keys format) to standard output
+  nts-certs DIR NAME...  make a test CA and an NTS server certificate
 
 Installed as links named ntpd, ntpdate, ntpq or ntpstat, the binary behaves as that program.
 ";
@@ -28,6 +29,7 @@ fn run_tool(name: &str, args: Vec<OsString>) -> Option<ExitCode> {
         "ntpq" => Some(meridian_tools::ntpq::main(args)),
         "ntpstat" => Some(meridian_tools::ntpstat::main(args)),
         "keygen" => Some(meridian_tools::keygen::main(args)),
+        "nts-certs" => Some(meridian_tools::ntscerts::main(args)),
         _ => None,
     }
 }

@@ -40,6 +40,8 @@ pub struct SourceOptions {
     pub version: u8,
     /// Symmetric key to sign requests with and to require on replies (`key N`).
     pub key: Option<u32>,
+    /// Protect the exchanges with NTS (keys and cookies from an NTS-KE server).
+    pub nts: bool,
 }
 
 impl Default for SourceOptions {
@@ -53,6 +55,7 @@ impl Default for SourceOptions {
             noselect: false,
             version: 4,
             key: None,
+            nts: false,
         }
     }
 }

@@ -7,6 +7,7 @@ use meridian_algo::{
     DisciplineStats, LeapKind, LeapState, SelectConfig, SelectStatus, Selection,
 };
 use meridian_auth::{KeyStore, Verification};
+use meridian_nts::{NtsClientState, NtsError, UID_LEN};
 use meridian_proto::{KissCode, LeapIndicator, NtpHeader, NtpTimestamp, ReferenceId, HEADER_LEN};
 
 use crate::source::{Source, SourceEvent, SourceOptions};
@@ -117,10 +118,23 @@ pub struct SyncCore {
     leap_table_vote: Option<Option<LeapKind>>,
     /// Symmetric keys for associations configured with `key N`.
     keys: KeyStore,
+    /// NTS state of the associations configured with `nts`.
+    nts: Vec<NtsAssoc>,
 }
 
-/// Room for a request: the header and the longest MAC (key id + SHA1 digest).
-pub const MAX_REQUEST_LEN: usize = HEADER_LEN + 24;
+/// The NTS side of one association.
+#[derive(Debug, Clone)]
+struct NtsAssoc {
+    id: u16,
+    /// Keys and cookies from the last key exchange; `None` until one succeeds.
+    state: Option<NtsClientState>,
+    /// The unique identifier of the request in flight.
+    uid: [u8; UID_LEN],
+}
+
+/// Room for a request: the header and the longest MAC, or an NTS request (unique
+/// identifier, cookie, placeholders and authenticator).
+pub const MAX_REQUEST_LEN: usize = 1280;
 
 /// Why a datagram from a keyed association was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +143,8 @@ pub enum AuthRejection {
     Unauthenticated,
     /// A MAC that does not verify, or made with another key.
     BadMac,
+    /// An NTS reply that failed (after a NAK the association wants a new key exchange).
+    Nts(NtsError),
 }
 
 impl SyncCore {
@@ -164,6 +180,7 @@ impl SyncCore {
             candidates: Vec::new(),
             leap_table_vote: None,
             keys: KeyStore::new(meridian_auth::KeyFile::new(), []),
+            nts: Vec::new(),
         }
     }
 
@@ -183,6 +200,13 @@ impl SyncCore {
     ) -> u16 {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
+        if options.nts {
+            self.nts.push(NtsAssoc {
+                id,
+                state: None,
+                uid: [0; UID_LEN],
+            });
+        }
         self.assocs.push(Association {
             id,
             name: name.into(),
@@ -196,6 +220,7 @@ impl SyncCore {
     /// Remove an association (demobilised, or gone from the configuration).
     pub fn remove(&mut self, id: u16) {
         self.assocs.retain(|a| a.id != id);
+        self.nts.retain(|n| n.id != id);
         if self.system_peer == Some(id) {
             self.system_peer = None;
         }
@@ -226,12 +251,17 @@ impl SyncCore {
 
     /// Like [`SyncCore::transmit`], but writes the datagram into `out` and signs it when
     /// the association has a key. Returns the destination and the datagram's length.
+    ///
+    /// For an NTS association, `uid` becomes the request's unique identifier; without
+    /// keys from a key exchange nothing is sent (the poll still counts as unanswered).
+    #[allow(clippy::too_many_arguments)]
     pub fn transmit_datagram(
         &mut self,
         id: u16,
         now: f64,
         t1: NtpTimestamp,
         random: u64,
+        uid: &[u8; UID_LEN],
         out: &mut [u8; MAX_REQUEST_LEN],
     ) -> Option<(SocketAddr, usize)> {
         let key = self
@@ -242,6 +272,13 @@ impl SyncCore {
             .options()
             .key;
         let (addr, header) = self.transmit(id, now, t1, random)?;
+        if let Some(n) = self.nts.iter_mut().find(|n| n.id == id) {
+            let state = n.state.as_mut()?;
+            let header = NtpHeader::decode(&header).ok()?;
+            n.uid = *uid;
+            let len = state.build_request(&header, uid, out).ok()?;
+            return Some((addr, len));
+        }
         out[..HEADER_LEN].copy_from_slice(&header);
         let len = match key {
             None => HEADER_LEN,
@@ -269,12 +306,21 @@ impl SyncCore {
                 command: None,
             });
         };
-        let key = self
+        let assoc = self
             .assocs
             .iter()
             .find(|a| a.addr == from)
-            .and_then(|a| a.source.options().key);
-        if let Some(k) = key {
+            .map(|a| (a.id, a.source.options().key));
+        if let Some(n) = assoc.and_then(|(id, _)| self.nts.iter_mut().find(|n| n.id == id)) {
+            let Some(state) = n.state.as_mut() else {
+                return Err(AuthRejection::Nts(NtsError::NoCookies));
+            };
+            let reply = state
+                .process_response(datagram, &n.uid)
+                .map_err(AuthRejection::Nts)?;
+            return Ok(self.receive(from, &reply, t4, now, utc));
+        }
+        if let Some(k) = assoc.and_then(|(_, key)| key) {
             match self.keys.verify(datagram) {
                 Verification::Valid { key_id } if key_id == k => {}
                 Verification::Valid { .. } | Verification::Invalid { .. } => {
@@ -284,6 +330,31 @@ impl SyncCore {
             }
         }
         Ok(self.receive(from, &reply, t4, now, utc))
+    }
+
+    /// NTS associations that need a key exchange now: none yet, cookies used up, or the
+    /// server sent a NAK.
+    pub fn nts_key_exchange_needed(&self) -> Vec<u16> {
+        self.nts
+            .iter()
+            .filter(|n| {
+                n.state
+                    .as_ref()
+                    .is_none_or(NtsClientState::needs_key_exchange)
+            })
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// Install the result of a key exchange for association `id`; its NTP packets go to
+    /// `ntp_addr` (the server the NTS-KE server named) from now on.
+    pub fn install_nts(&mut self, id: u16, state: NtsClientState, ntp_addr: SocketAddr) {
+        if let Some(n) = self.nts.iter_mut().find(|n| n.id == id) {
+            n.state = Some(state);
+            if let Some(a) = self.assocs.iter_mut().find(|a| a.id == id) {
+                a.addr = ntp_addr;
+            }
+        }
     }
 
     /// Tell the core what a verified leap second table says about the end of the UTC day

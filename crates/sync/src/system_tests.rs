@@ -273,7 +273,7 @@ fn keyed_associations_sign_requests_and_require_signed_replies() {
     let id = core.add("a", s.addr, AssocKind::Server, opts, 0.0);
     let mut out = [0u8; MAX_REQUEST_LEN];
     let (_, len) = core
-        .transmit_datagram(id, 0.0, ts(0.0), 77, &mut out)
+        .transmit_datagram(id, 0.0, ts(0.0), 77, &[9; 32], &mut out)
         .unwrap();
     assert_eq!(len, 48 + 20, "key id + 16-octet CMAC");
     assert!(

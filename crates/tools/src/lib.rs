@@ -11,4 +11,5 @@ pub mod mode6_client;
 pub mod ntpdate;
 pub mod ntpq;
 pub mod ntpstat;
+pub mod ntscerts;
 mod query;

@@ -8,6 +8,7 @@
 
 pub mod clock_driver;
 pub mod drift;
+pub mod nts_client;
 
 use std::collections::HashMap;
 use std::io;
@@ -91,6 +92,7 @@ pub struct SyncLoop {
     /// clock needs the step applied at midnight.
     kernel_does_leaps: bool,
     armed_leap: Option<LeapKind>,
+    key_exchanges: nts_client::KeyExchanges,
 }
 
 /// Read and verify the `leapfile`, warning when it has expired.
@@ -187,6 +189,7 @@ fn source_options(s: &SourceConfig) -> SourceOptions {
         noselect: s.noselect,
         version: s.version,
         key: s.key.map(u32::from),
+        nts: s.nts,
     }
 }
 
@@ -280,6 +283,7 @@ impl SyncLoop {
             leap_table: load_leap_table(config),
             kernel_does_leaps,
             armed_leap: None,
+            key_exchanges: nts_client::KeyExchanges::default(),
         };
         if drift_ppm.is_some() {
             let command = sync.core.initial_command();
@@ -333,6 +337,7 @@ impl SyncLoop {
             for id in self.configured.remove(&key).unwrap_or_default() {
                 tracing::info!("removing association {id} ({key})");
                 self.core.remove(id);
+                self.key_exchanges.retain(&self.core);
             }
         }
         self.pending
@@ -380,7 +385,13 @@ impl SyncLoop {
                 still.push(p);
                 continue;
             }
-            let port = p.config.port.unwrap_or(123);
+            // For an NTS source, `port` is the NTS-KE port; the NTP port comes from the
+            // key exchange.
+            let port = p.config.port.unwrap_or(if p.config.nts {
+                meridian_nts::NTS_KE_PORT
+            } else {
+                123
+            });
             let family = p.config.family;
             let addrs: Vec<SocketAddr> = match (p.config.address.as_str(), port).to_socket_addrs() {
                 Ok(a) => a
@@ -418,10 +429,22 @@ impl SyncLoop {
                     first,
                 );
                 tracing::info!(
-                    "association {id}: {} {} ({addr})",
+                    "association {id}: {} {} ({addr}){}",
                     kind_word(kind),
-                    p.config.address
+                    p.config.address,
+                    if p.config.nts { " with NTS" } else { "" }
                 );
+                if p.config.nts {
+                    let target = nts_client::NtsTarget {
+                        name: p.config.address.clone(),
+                        ke_addr: addr,
+                        trust: meridian_nts::TrustAnchors::from_options(
+                            p.config.ca.as_deref(),
+                            p.config.noval,
+                        ),
+                    };
+                    self.key_exchanges.add(id, target, now);
+                }
                 ids.push(id);
             }
             if ids.is_empty() {
@@ -443,6 +466,7 @@ impl SyncLoop {
         if !self.pending.is_empty() {
             self.resolve_pending(now);
         }
+        self.key_exchanges.drive(&mut self.core, now);
         for id in self.core.due(now) {
             let t1 = match self.clock.now() {
                 Ok(t) => t,
@@ -452,10 +476,14 @@ impl SyncLoop {
                 }
             };
             let mut bytes = [0u8; MAX_REQUEST_LEN];
-            let Some((addr, len)) =
-                self.core
-                    .transmit_datagram(id, self.now(), t1, rand::random(), &mut bytes)
-            else {
+            let Some((addr, len)) = self.core.transmit_datagram(
+                id,
+                self.now(),
+                t1,
+                rand::random(),
+                &rand::random(),
+                &mut bytes,
+            ) else {
                 continue;
             };
             if let Some(socket) = self.socket_for(addr) {

@@ -1,0 +1,143 @@
+//! Key exchanges for the daemon's NTS associations (`server HOST nts [ca FILE] [noval]`).
+//!
+//! NTS-KE is a TLS handshake and a few records: too slow for the sync loop, so each runs
+//! on a short-lived thread of its own and reports back over a channel. A failed exchange
+//! is retried with a growing pause, so an unreachable or misconfigured server is not
+//! hammered.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::Duration;
+
+use meridian_nts::{key_exchange, NtsClientState, TrustAnchors};
+use meridian_sync::SyncCore;
+
+/// How long one key exchange may take.
+pub const KE_TIMEOUT: Duration = Duration::from_secs(5);
+/// First pause after a failed exchange; doubles up to [`KE_MAX_BACKOFF`].
+pub const KE_BACKOFF: f64 = 16.0;
+/// Longest pause between attempts.
+pub const KE_MAX_BACKOFF: f64 = 1024.0;
+
+/// Where and how to run the key exchange of one association.
+#[derive(Debug, Clone)]
+pub struct NtsTarget {
+    /// The server's name, checked against its certificate.
+    pub name: String,
+    /// The NTS-KE server's address.
+    pub ke_addr: SocketAddr,
+    /// How to authenticate it.
+    pub trust: TrustAnchors,
+}
+
+struct Tracked {
+    target: NtsTarget,
+    next_try: f64,
+    backoff: f64,
+    in_flight: bool,
+}
+
+type Outcome = (u16, Result<(NtsClientState, SocketAddr), String>);
+
+/// The key exchanges of all NTS associations.
+pub struct KeyExchanges {
+    tracked: HashMap<u16, Tracked>,
+    results: Receiver<Outcome>,
+    sender: Sender<Outcome>,
+}
+
+impl Default for KeyExchanges {
+    fn default() -> Self {
+        let (sender, results) = mpsc::channel();
+        KeyExchanges {
+            tracked: HashMap::new(),
+            results,
+            sender,
+        }
+    }
+}
+
+fn exchange(target: &NtsTarget) -> Result<(NtsClientState, SocketAddr), String> {
+    let state = key_exchange(&target.name, target.ke_addr, &target.trust, KE_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    let ntp_addr = (state.server.as_str(), state.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve NTP server {}: {e}", state.server))?
+        .find(|a| a.is_ipv4() == target.ke_addr.is_ipv4())
+        .ok_or_else(|| format!("no address for NTP server {}", state.server))?;
+    Ok((state, ntp_addr))
+}
+
+impl KeyExchanges {
+    /// Track association `id`.
+    pub fn add(&mut self, id: u16, target: NtsTarget, now: f64) {
+        self.tracked.insert(
+            id,
+            Tracked {
+                target,
+                next_try: now,
+                backoff: KE_BACKOFF,
+                in_flight: false,
+            },
+        );
+    }
+
+    /// Forget associations that no longer exist.
+    pub fn retain(&mut self, core: &SyncCore) {
+        self.tracked
+            .retain(|id, _| core.associations().iter().any(|a| a.id == *id));
+    }
+
+    /// Start the exchanges the core needs and install the ones that finished.
+    pub fn drive(&mut self, core: &mut SyncCore, now: f64) {
+        while let Ok((id, result)) = self.results.try_recv() {
+            let Some(t) = self.tracked.get_mut(&id) else {
+                continue;
+            };
+            t.in_flight = false;
+            match result {
+                Ok((state, ntp_addr)) => {
+                    tracing::info!(
+                        "NTS key exchange with {} done: {} cookies, NTP at {ntp_addr}",
+                        t.target.name,
+                        state.cookies.len()
+                    );
+                    t.backoff = KE_BACKOFF;
+                    core.install_nts(id, state, ntp_addr);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "NTS key exchange with {} failed: {e}; retrying in {} s",
+                        t.target.name,
+                        t.backoff
+                    );
+                    t.next_try = now + t.backoff;
+                    t.backoff = (t.backoff * 2.0).min(KE_MAX_BACKOFF);
+                }
+            }
+        }
+        for id in core.nts_key_exchange_needed() {
+            let Some(t) = self.tracked.get_mut(&id) else {
+                continue;
+            };
+            if t.in_flight || t.next_try > now {
+                continue;
+            }
+            t.in_flight = true;
+            // Until it answers, don't retry sooner than the backoff either.
+            t.next_try = now + t.backoff;
+            let target = t.target.clone();
+            let sender = self.sender.clone();
+            let spawned = std::thread::Builder::new()
+                .name("nts-ke-client".into())
+                .spawn(move || {
+                    let _ = sender.send((id, exchange(&target)));
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start an NTS key exchange: {e}");
+                t.in_flight = false;
+            }
+        }
+    }
+}
