@@ -166,30 +166,15 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    if args.user.is_some() {
-        return Err(
-            "-u: dropping privileges is not supported by this build yet; refusing to run as root \
-                    silently"
-                .into(),
-        );
-    }
     let flags = SyncFlags {
         allow_big_first_step: args.allow_big_first_step,
         slew_only: args.slew_only,
     };
-    let mut sync = SyncLoop::new(&config, flags, open_clock(args.observe), !args.observe);
     if args.once {
+        drop_privileges(args)?;
+        let mut sync = SyncLoop::new(&config, flags, open_clock(args.observe), !args.observe);
         return set_clock_once(&mut sync);
     }
-    let precision = sync.clock().precision();
-    let reference = LocalReference::from_config(&config);
-    let shared = SharedState::new(serving_state(&sync, &reference, precision)?);
-    let control = control::ControlPublisher::new(sync.clock().now().map_err(|e| e.to_string())?);
-    control.publish(&reference, &shared.load().server, sync.core());
-    let policy = Arc::new(ArcSwap::from_pointee(serve_policy(&config, None)));
-    let counters = Arc::new(ServerCounters::default());
-    let stop = Arc::new(AtomicBool::new(false));
-
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -227,6 +212,24 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
     if !args.foreground {
         meridian_os::process::daemonize().map_err(|e| format!("cannot detach: {e}"))?;
     }
+    let pidfile = args.pidfile.clone().or_else(|| config.pidfile.clone());
+    if let Some(path) = &pidfile {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("cannot write pidfile {}: {e}", path.display()))?;
+    }
+    // Before any thread exists: capability sets are per thread; the pidfile is written
+    // while we may still write to /run.
+    drop_privileges(args)?;
+    let mut sync = SyncLoop::new(&config, flags, open_clock(args.observe), !args.observe);
+    let precision = sync.clock().precision();
+    let reference = LocalReference::from_config(&config);
+    let shared = SharedState::new(serving_state(&sync, &reference, precision)?);
+    let control = control::ControlPublisher::new(sync.clock().now().map_err(|e| e.to_string())?);
+    control.publish(&reference, &shared.load().server, sync.core());
+    let policy = Arc::new(ArcSwap::from_pointee(serve_policy(&config, None)));
+    let counters = Arc::new(ServerCounters::default());
+    let stop = Arc::new(AtomicBool::new(false));
+
     // NTS-KE runs threads of its own, so it starts after the fork.
     let nts = nts::NtsService::start(&config, args.port)?;
     if nts.is_some() {
@@ -246,12 +249,6 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
             std::thread::spawn(move || worker.run())
         })
         .collect();
-
-    let pidfile = args.pidfile.clone().or_else(|| config.pidfile.clone());
-    if let Some(path) = &pidfile {
-        std::fs::write(path, format!("{}\n", std::process::id()))
-            .map_err(|e| format!("cannot write pidfile {}: {e}", path.display()))?;
-    }
 
     let terminate = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
@@ -326,6 +323,22 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
         let _ = std::fs::remove_file(path);
     }
     result
+}
+
+/// `-u user[:group]`: give up root, keeping CAP_SYS_TIME and CAP_NET_BIND_SERVICE.
+fn drop_privileges(args: &Args) -> Result<(), String> {
+    let Some(spec) = &args.user else {
+        return Ok(());
+    };
+    let dropped =
+        meridian_os::privilege::drop_privileges(spec).map_err(|e| format!("-u {spec}: {e}"))?;
+    tracing::info!(
+        "running as uid {} gid {}, keeping {:?}",
+        dropped.uid,
+        dropped.gid,
+        dropped.kept
+    );
+    Ok(())
 }
 
 fn panic_message(config: &Config) -> String {

@@ -16,6 +16,7 @@
 pub mod kernel_clock;
 pub mod localtime;
 pub mod observe_clock;
+pub mod privilege;
 pub mod process;
 pub mod syslog;
 pub mod udp;

@@ -146,7 +146,10 @@ pub fn respond(
     // An NTS request is authenticated by its cookie and authenticator; if those turn out
     // bad it gets an NTS NAK below, never time.
     let nts_candidate = ctx.nts.is_some() && !packet.extensions.is_empty();
-    let authenticated = verification.is_valid() || nts_candidate;
+    // As ntpd's `RES_DONTTRUST && has_mac == 0`: `notrust` drops only requests without
+    // a MAC here; a bad MAC or an unknown/untrusted key still gets its crypto-NAK from
+    // `server_action` below.
+    let authenticated = verification != Verification::Unauthenticated || nts_candidate;
     match decide(
         flags,
         PacketMode::from_bits(mode_bits),
