@@ -93,6 +93,7 @@ pub struct SyncLoop {
     kernel_does_leaps: bool,
     armed_leap: Option<LeapKind>,
     key_exchanges: nts_client::KeyExchanges,
+    stats: crate::stats::StatsWriter,
 }
 
 /// Read and verify the `leapfile`, warning when it has expired.
@@ -284,6 +285,10 @@ impl SyncLoop {
             kernel_does_leaps,
             armed_leap: None,
             key_exchanges: nts_client::KeyExchanges::default(),
+            stats: crate::stats::StatsWriter::new(
+                config,
+                unix_seconds(meridian_os::read_realtime()),
+            ),
         };
         if drift_ppm.is_some() {
             let command = sync.core.initial_command();
@@ -346,6 +351,8 @@ impl SyncLoop {
             self.leap_table = load_leap_table(config);
         }
         self.core.set_keys(crate::load_keys(config));
+        self.stats =
+            crate::stats::StatsWriter::new(config, unix_seconds(meridian_os::read_realtime()));
         let now = self.now();
         for (s, key) in wanted.into_iter().zip(keys) {
             if !self.configured.contains_key(&key)
@@ -552,6 +559,12 @@ impl SyncLoop {
             SourceEvent::Rejected(e) => tracing::debug!("{}: reply rejected: {e}", r.from),
             _ => {}
         }
+        if matches!(
+            receipt.event,
+            SourceEvent::Updated(_) | SourceEvent::Held | SourceEvent::Stale
+        ) {
+            self.record_peerstats(receipt.association, utc);
+        }
         let Some(command) = receipt.command else {
             return LoopEvent::Idle;
         };
@@ -562,6 +575,7 @@ impl SyncLoop {
             self.clock.as_mut(),
             &mut self.failures,
         ));
+        self.record_loopstats(utc);
         match (command.step, command.slew) {
             (Some(offset), _) => LoopEvent::ClockUpdated {
                 stepped: true,
@@ -619,6 +633,49 @@ impl SyncLoop {
         let at = self.core.pending_leap()?.at;
         let now = unix_seconds(self.clock.now().ok()?);
         Some((at - now).max(0.0))
+    }
+
+    fn record_peerstats(&mut self, id: Option<u16>, utc: f64) {
+        use meridian_conf::StatsKind;
+        if !self.stats.is_enabled(StatsKind::Peerstats) {
+            return;
+        }
+        let Some(a) = id.and_then(|id| self.core.associations().iter().find(|a| a.id == id)) else {
+            return;
+        };
+        let Some(sample) = a.source.last_sample() else {
+            return;
+        };
+        let vars = crate::control::network::association_variables(a, self.core.status_of(a.id));
+        let jitter = a.source.filter_output().map_or(0.0, |o| o.jitter);
+        let line = crate::stats::peerstats_line(
+            utc,
+            a.addr.ip(),
+            vars.status.to_word(),
+            sample.offset,
+            sample.delay,
+            sample.dispersion,
+            jitter,
+        );
+        self.stats.record(StatsKind::Peerstats, utc, &line);
+    }
+
+    fn record_loopstats(&mut self, utc: f64) {
+        use meridian_conf::StatsKind;
+        if !self.stats.is_enabled(StatsKind::Loopstats) {
+            return;
+        }
+        let sys = self.core.system();
+        let d = &sys.discipline;
+        let line = crate::stats::loopstats_line(
+            utc,
+            sys.offset,
+            d.frequency_ppm,
+            d.jitter,
+            d.wander_ppm,
+            sys.poll,
+        );
+        self.stats.record(StatsKind::Loopstats, utc, &line);
     }
 
     fn write_drift(&self, path: &std::path::Path) {
