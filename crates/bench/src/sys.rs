@@ -21,7 +21,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 /// Most datagrams one [`Batch`] holds.
 pub const MAX_BATCH: usize = 64;
 /// Bytes of payload storage per datagram; longer datagrams are cut and flagged truncated.
-pub const BUF_LEN: usize = 512;
+/// Room for an NTS request or reply carrying eight 100-octet cookies (956 octets).
+pub const BUF_LEN: usize = 1024;
 const CONTROL_LEN: usize = 128;
 
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {

@@ -42,6 +42,8 @@ pub struct SourceOptions {
     pub key: Option<u32>,
     /// Protect the exchanges with NTS (keys and cookies from an NTS-KE server).
     pub nts: bool,
+    /// A `peer` line: send symmetric active (mode 1) packets instead of client requests.
+    pub symmetric: bool,
 }
 
 impl Default for SourceOptions {
@@ -56,6 +58,7 @@ impl Default for SourceOptions {
             version: 4,
             key: None,
             nts: false,
+            symmetric: false,
         }
     }
 }
@@ -232,7 +235,10 @@ impl Source {
                 self.filter.push_missing(now);
             }
         }
-        let request = new_client_request(self.options.version, self.poll.hpoll(), random);
+        let mut request = new_client_request(self.options.version, self.poll.hpoll(), random);
+        if self.options.symmetric {
+            request.header.mode = meridian_proto::Mode::SymmetricActive;
+        }
         let mut bytes = [0u8; 48];
         request.header.encode(&mut bytes);
         self.exchange = Some(Exchange::new(request, t1));

@@ -296,3 +296,21 @@ fn a_leap_second_keeps_the_filter_and_moves_the_request_in_flight() {
     let sample = s.last_sample().expect("accepted");
     assert!((sample.offset - 0.001).abs() < 1e-6, "{event:?} {sample:?}");
 }
+
+#[test]
+fn a_peer_sends_symmetric_active_and_accepts_a_passive_reply() {
+    let opts = SourceOptions {
+        symmetric: true,
+        ..Default::default()
+    };
+    let mut s = Source::new(opts, -20, 0.0);
+    let req = s.transmit(0.0, ts(0.0), 11);
+    assert_eq!(NtpHeader::decode(&req).unwrap().mode, Mode::SymmetricActive);
+    let (mut reply, t4) = reply_to(&req, 0.0, 0.05, 0.005);
+    reply.mode = Mode::SymmetricPassive;
+    assert!(matches!(
+        s.receive(&reply, t4, 0.01),
+        SourceEvent::Updated(_) | SourceEvent::Held | SourceEvent::Stale
+    ));
+    assert_eq!(s.reach(), 1);
+}

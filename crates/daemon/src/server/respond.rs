@@ -175,14 +175,24 @@ pub fn respond(
         }
         Decision::Answer => {}
     }
-    if request.mode != Mode::Client {
+    // A symmetric active peer gets a stateless symmetric passive answer: it can sync to
+    // us, we never sync to it (no association is mobilised), and `nopeer` refuses even
+    // that, as classic ntpd refuses to mobilise.
+    let symmetric = request.mode == Mode::SymmetricActive;
+    if symmetric && flags.contains(RestrictFlags::NOPEER) {
+        return Outcome::Drop(DropReason::Restricted);
+    }
+    if request.mode != Mode::Client && !symmetric {
         // Symmetric modes arrive with peer support, control (mode 6) with the control
         // work; mode 7 is never answered (monlist amplification).
         return Outcome::Drop(DropReason::UnhandledMode);
     }
     if let (Some(nts), false) = (ctx.nts, packet.extensions.is_empty()) {
         // Sealed replies carry their transmit timestamp inside the authenticated part.
-        let reply = build_server_reply(&request, &state.server, rx, (ctx.read_clock)());
+        let mut reply = build_server_reply(&request, &state.server, rx, (ctx.read_clock)());
+        if symmetric {
+            reply.mode = Mode::SymmetricPassive;
+        }
         match nts.process_request(datagram, &reply, out) {
             NtsOutcome::Reply(len) | NtsOutcome::Nak(len) => return Outcome::Sealed { len },
             NtsOutcome::Drop => return Outcome::Drop(DropReason::Unauthenticated),
@@ -193,7 +203,10 @@ pub fn respond(
     if action == ServerAuthAction::Drop {
         return Outcome::Drop(DropReason::Unauthenticated);
     }
-    let reply: NtpHeader = build_server_reply(&request, &state.server, rx, NtpTimestamp::ZERO);
+    let mut reply: NtpHeader = build_server_reply(&request, &state.server, rx, NtpTimestamp::ZERO);
+    if symmetric {
+        reply.mode = Mode::SymmetricPassive;
+    }
     let Some(len) = write(&reply, out) else {
         return Outcome::Drop(DropReason::Malformed);
     };
@@ -396,9 +409,9 @@ mod tests {
     }
 
     #[test]
-    fn every_mode_but_client_and_control_is_dropped_here() {
+    fn every_mode_but_client_symmetric_active_and_control_is_dropped_here() {
         let t = table("");
-        for mode in [0, 1, 2, 4, 5, 7] {
+        for mode in [0, 2, 4, 5, 7] {
             let (o, _) = ask(
                 &t,
                 &mut clients(),
@@ -411,6 +424,52 @@ mod tests {
                 "mode {mode} must not be answered as a client"
             );
         }
+    }
+
+    #[test]
+    fn a_symmetric_active_peer_gets_a_passive_answer_unless_nopeer() {
+        let open = table("");
+        let (o, out) = ask(
+            &open,
+            &mut clients(),
+            &request(4, 1, 0x77),
+            "10.0.0.2:123",
+            0.0,
+        );
+        assert_eq!(
+            o,
+            Outcome::Reply {
+                len: 48,
+                sign: None
+            }
+        );
+        let h = NtpHeader::decode(&out).unwrap();
+        assert_eq!(h.mode, Mode::SymmetricPassive);
+        assert_eq!(h.origin_ts.to_bits(), 0x77);
+        let closed = table("restrict default nopeer\n");
+        let (o, _) = ask(
+            &closed,
+            &mut clients(),
+            &request(4, 1, 0x77),
+            "10.0.0.2:123",
+            0.0,
+        );
+        assert!(matches!(o, Outcome::Drop(_)), "{o:?}");
+        // nopeer does not stop plain clients.
+        let (o, _) = ask(
+            &closed,
+            &mut clients(),
+            &request(4, 3, 0x77),
+            "10.0.0.2:123",
+            0.0,
+        );
+        assert_eq!(
+            o,
+            Outcome::Reply {
+                len: 48,
+                sign: None
+            }
+        );
     }
 
     #[test]

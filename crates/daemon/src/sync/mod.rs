@@ -191,6 +191,7 @@ fn source_options(s: &SourceConfig) -> SourceOptions {
         version: s.version,
         key: s.key.map(u32::from),
         nts: s.nts,
+        symmetric: s.kind == SourceKind::Peer,
     }
 }
 
