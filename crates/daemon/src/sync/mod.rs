@@ -33,6 +33,10 @@ use clock_driver::{ClockDriver, FailureLog};
 pub const DRIFT_WRITE_INTERVAL: f64 = 3600.0;
 /// How long to wait before retrying a name that did not resolve.
 pub const RESOLVE_RETRY: f64 = 60.0;
+/// How often pool membership is reviewed.
+pub const POOL_CHECK_INTERVAL: f64 = 64.0;
+/// Unanswered polls after which a pool member is replaced.
+pub const POOL_UNREACH_LIMIT: u32 = 8;
 /// With `-x`, offsets up to this are slewed rather than stepped (classic ntpd).
 pub const SLEW_ONLY_THRESHOLD: f64 = 600.0;
 
@@ -94,6 +98,8 @@ pub struct SyncLoop {
     armed_leap: Option<LeapKind>,
     key_exchanges: nts_client::KeyExchanges,
     stats: crate::stats::StatsWriter,
+    pool_configs: Vec<SourceConfig>,
+    next_pool_check: f64,
 }
 
 /// Read and verify the `leapfile`, warning when it has expired.
@@ -286,6 +292,8 @@ impl SyncLoop {
             kernel_does_leaps,
             armed_leap: None,
             key_exchanges: nts_client::KeyExchanges::default(),
+            pool_configs: Vec::new(),
+            next_pool_check: POOL_CHECK_INTERVAL,
             stats: crate::stats::StatsWriter::new(
                 config,
                 unix_seconds(meridian_os::read_realtime()),
@@ -346,6 +354,7 @@ impl SyncLoop {
                 self.key_exchanges.retain(&self.core);
             }
         }
+        self.pool_configs.retain(|c| keys.contains(&source_key(c)));
         self.pending
             .retain(|p| keys.contains(&source_key(&p.config)));
         if config.leapfile.is_some() {
@@ -424,36 +433,9 @@ impl SyncLoop {
             };
             let mut ids = Vec::new();
             for addr in addrs.into_iter().take(take) {
-                if self.socket_for(addr).is_none() {
-                    continue;
+                if let Some(id) = self.mobilise(&p.config, kind, addr, ids.len(), now) {
+                    ids.push(id);
                 }
-                // Spread first polls a little so several sources don't go out together.
-                let first = now + 0.1 * ids.len() as f64 + 0.5 * rand::random::<f64>();
-                let id = self.core.add(
-                    &p.config.address,
-                    addr,
-                    kind,
-                    source_options(&p.config),
-                    first,
-                );
-                tracing::info!(
-                    "association {id}: {} {} ({addr}){}",
-                    kind_word(kind),
-                    p.config.address,
-                    if p.config.nts { " with NTS" } else { "" }
-                );
-                if p.config.nts {
-                    let target = nts_client::NtsTarget {
-                        name: p.config.address.clone(),
-                        ke_addr: addr,
-                        trust: meridian_nts::TrustAnchors::from_options(
-                            p.config.ca.as_deref(),
-                            p.config.noval,
-                        ),
-                    };
-                    self.key_exchanges.add(id, target, now);
-                }
-                ids.push(id);
             }
             if ids.is_empty() {
                 still.push(Pending {
@@ -461,10 +443,95 @@ impl SyncLoop {
                     ..p
                 });
             } else {
+                if p.config.kind == SourceKind::Pool {
+                    self.pool_configs
+                        .retain(|c| source_key(c) != source_key(&p.config));
+                    self.pool_configs.push(p.config.clone());
+                }
                 self.configured.insert(source_key(&p.config), ids);
             }
         }
         self.pending = still;
+    }
+
+    /// Add one association for `config` at `addr`; `nth` spreads the first polls.
+    fn mobilise(
+        &mut self,
+        config: &SourceConfig,
+        kind: AssocKind,
+        addr: SocketAddr,
+        nth: usize,
+        now: f64,
+    ) -> Option<u16> {
+        self.socket_for(addr)?;
+        // Spread first polls a little so several sources don't go out together.
+        let first = now + 0.1 * nth as f64 + 0.5 * rand::random::<f64>();
+        let id = self
+            .core
+            .add(&config.address, addr, kind, source_options(config), first);
+        tracing::info!(
+            "association {id}: {} {} ({addr}){}",
+            kind_word(kind),
+            config.address,
+            if config.nts { " with NTS" } else { "" }
+        );
+        if config.nts {
+            let target = nts_client::NtsTarget {
+                name: config.address.clone(),
+                ke_addr: addr,
+                trust: meridian_nts::TrustAnchors::from_options(config.ca.as_deref(), config.noval),
+            };
+            self.key_exchanges.add(id, target, now);
+        }
+        Some(id)
+    }
+
+    /// Keep each `pool` at `tos maxclock` useful members: drop members that stopped
+    /// answering, and fill the gaps with fresh addresses from the pool's name.
+    fn maintain_pools(&mut self, now: f64) {
+        if now < self.next_pool_check {
+            return;
+        }
+        self.next_pool_check = now + POOL_CHECK_INTERVAL;
+        let pools: Vec<SourceConfig> = self.pool_configs.clone();
+        for config in pools {
+            let key = source_key(&config);
+            let Some(ids) = self.configured.get(&key).cloned() else {
+                continue;
+            };
+            let mut kept = Vec::new();
+            for id in ids {
+                let dead = self
+                    .core
+                    .associations()
+                    .iter()
+                    .find(|a| a.id == id)
+                    .is_none_or(|a| a.source.unreach() >= POOL_UNREACH_LIMIT);
+                if dead {
+                    tracing::info!("pool {}: dropping unreachable member {id}", config.address);
+                    self.core.remove(id);
+                } else {
+                    kept.push(id);
+                }
+            }
+            self.key_exchanges.retain(&self.core);
+            if kept.len() < self.maxclock {
+                let port = config.port.unwrap_or(123);
+                let in_use: Vec<SocketAddr> =
+                    self.core.associations().iter().map(|a| a.addr).collect();
+                let fresh: Vec<SocketAddr> = (config.address.as_str(), port)
+                    .to_socket_addrs()
+                    .map(|a| a.filter(|a| !in_use.contains(a)).collect())
+                    .unwrap_or_default();
+                for addr in fresh.into_iter().take(self.maxclock - kept.len()) {
+                    let nth = kept.len();
+                    if let Some(id) = self.mobilise(&config, AssocKind::Pool, addr, nth, now) {
+                        kept.push(id);
+                    }
+                }
+            }
+            self.configured.insert(key, kept);
+        }
     }
 
     /// Run until `max_wait` has passed or something happened: send due requests, take
@@ -475,6 +542,7 @@ impl SyncLoop {
             self.resolve_pending(now);
         }
         self.key_exchanges.drive(&mut self.core, now);
+        self.maintain_pools(now);
         for id in self.core.due(now) {
             let t1 = match self.clock.now() {
                 Ok(t) => t,
