@@ -26,6 +26,7 @@
 //! goes to loopback or to namespaces created by the test.
 #![allow(dead_code)]
 
+pub mod auth;
 pub mod control;
 pub mod relay;
 pub mod sync;

@@ -665,6 +665,23 @@ mod tests {
     }
 
     #[test]
+    fn notrust_still_answers_a_bad_mac_with_a_crypto_nak() {
+        let store = keys(&[1]);
+        let client = keys(&[1, 2]);
+        let t = table("restrict default notrust\n");
+        let untrusted = signed_request(&client, 2);
+        let (o, out) = ask_with_keys(&t, &store, &mut clients(), &untrusted, "10.0.0.2:1", 0.0);
+        assert_eq!(
+            o,
+            Outcome::Reply {
+                len: 52,
+                sign: None
+            }
+        );
+        assert_eq!(&out[48..52], &[0, 0, 0, 0]);
+    }
+
+    #[test]
     fn notrust_drops_unauthenticated_requests() {
         let store = keys(&[1]);
         let t = table("restrict default notrust\n");
