@@ -222,8 +222,9 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
     drop_privileges(args)?;
     let mut sync = SyncLoop::new(&config, flags, open_clock(args.observe), !args.observe);
     let precision = sync.clock().precision();
+    let mut smear_interval = config.leapsmear_interval;
     let reference = LocalReference::from_config(&config);
-    let shared = SharedState::new(serving_state(&sync, &reference, precision)?);
+    let shared = SharedState::new(serving_state(&sync, &reference, precision, smear_interval)?);
     let control = control::ControlPublisher::new(sync.clock().now().map_err(|e| e.to_string())?);
     control.publish(&reference, &shared.load().server, sync.core());
     let policy = Arc::new(ArcSwap::from_pointee(serve_policy(&config, None)));
@@ -291,6 +292,7 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
                         nts.reload();
                     }
                     reference = LocalReference::from_config(&new_config);
+                    smear_interval = new_config.leapsmear_interval;
                     sync.reconfigure(&new_config);
                     tracing::info!("reloaded {}", config_path.display());
                 }
@@ -302,7 +304,7 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
         if let Some(nts) = &nts {
             nts.tick();
         }
-        if let Ok(state) = serving_state(&sync, &reference, precision) {
+        if let Ok(state) = serving_state(&sync, &reference, precision, smear_interval) {
             shared.publish(state);
             control.publish(&reference, &state.server, sync.core());
         }
@@ -377,10 +379,19 @@ fn serving_state(
     sync: &SyncLoop,
     reference: &LocalReference,
     precision: i8,
+    smear_interval: Option<u32>,
 ) -> Result<ServingState, String> {
     let clock = sync.clock();
     let now = clock.now().map_err(|e| e.to_string())?;
     let sys = sync.system();
+    let smear = smear_interval.and_then(|interval| {
+        let leap = sync.core().pending_leap()?;
+        Some(state::LeapSmear {
+            start: leap.at - f64::from(interval),
+            end: leap.at,
+            amount: leap.kind.step(),
+        })
+    });
     let server = if sys.system_peer.is_some() && sys.leap != LeapIndicator::Unsynchronized {
         ServerState {
             leap: sys.leap,
@@ -395,9 +406,20 @@ fn serving_state(
     } else {
         reference.server_state(now, precision, meridian_proto::DEFAULT_MIN_POLL)
     };
+    let mut server = server;
+    if smear.is_some()
+        && matches!(
+            server.leap,
+            LeapIndicator::InsertSecond | LeapIndicator::DeleteSecond
+        )
+    {
+        // Smearing clients must not also apply the leap: don't announce it.
+        server.leap = LeapIndicator::NoWarning;
+    }
     Ok(ServingState {
         server,
         correction: clock.kernel_correction(),
+        smear,
     })
 }
 

@@ -1,14 +1,28 @@
 //! The mode 6 request handler: one datagram in, zero or more response fragments out.
 //!
 //! Sans-IO: the caller passes the request, who sent it, the `restrict` flags that apply,
-//! the published [`ControlSnapshot`], a view of the MRU list, the nonce key and the
-//! time; fragments come out through `emit`. Requests are answered as classic ntpd
-//! answers them (same opcodes, errors and variable formats), with two deliberate
-//! limits: nothing is ever written (no keys, so every write is refused), and no reply to
-//! a request without a verified nonce exceeds [`MAX_UNVERIFIED_FRAGMENTS`], so a spoofed
-//! request cannot be amplified into a flood at its victim.
+//! the published [`ControlSnapshot`], a view of the MRU list, the nonce key, the
+//! symmetric keys with the `controlkey`, and the time; fragments come out through
+//! `emit`. Requests are answered as classic ntpd answers them (same opcodes, errors and
+//! variable formats), with deliberate limits:
+//!
+//! * **Writes** need a request authenticated with the `controlkey` ([`super::auth`])
+//!   from a host without `restrict … nomodify`; otherwise "permission". Even then
+//!   nothing changes the running daemon: ntpd's only writable system variable, `leap`,
+//!   is refused exactly as ntpd refuses it, and runtime configuration (`:config`) and
+//!   `saveconfig` answer, in text as ntpd does, that they are not done (edit `ntp.conf`
+//!   and send SIGHUP). A daemon reconfigurable over UDP is one stolen key away from
+//!   being someone else's time source.
+//! * **Traps** are never set: see [`TRAPS_REFUSED`].
+//! * No reply to a request without a verified nonce exceeds
+//!   [`MAX_UNVERIFIED_FRAGMENTS`], so a spoofed request cannot be amplified into a flood
+//!   at its victim.
+//!
+//! The response to an authenticated request is signed with its key, fragment by
+//! fragment; to a request whose MAC fails, unsigned.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use meridian_conf::restrict::RestrictFlags;
 use meridian_proto::control::{
@@ -17,6 +31,9 @@ use meridian_proto::control::{
 };
 use meridian_proto::NtpTimestamp;
 
+use meridian_auth::KeyStore;
+
+use super::auth::{sign_fragment, ControlAuth, MAX_SIGNED_FRAGMENT_LEN};
 use super::mru::{MruEntry, MruView, NonceKey};
 use super::vars::{write_vars, ControlSnapshot, PEER_DEFAULT, SYSTEM_DEFAULT};
 
@@ -41,7 +58,34 @@ pub struct ControlEnv<'a> {
     pub nonce: &'a NonceKey,
     /// Now, on the served clock (the `clock` variable, nonce times).
     pub now: NtpTimestamp,
+    /// Symmetric keys (`keys`, `trustedkey`): authenticated requests are checked and
+    /// their responses signed with these.
+    pub keys: &'a KeyStore,
+    /// `controlkey N`: the key that authorizes writes (none: nothing may write).
+    pub control_key: Option<u16>,
 }
+
+/// Why `SETTRAP` is always refused.
+///
+/// Classic ntpd keeps up to three "trap" receivers and sends each an asynchronous
+/// datagram for every event; the receiver's address comes from an unauthenticated
+/// request, so anyone could make the server send traffic to a victim, and NTPsec removed
+/// the feature. Meridian never sets a trap: `restrict … notrap` hosts and everyone else
+/// get "permission" (ntpd's code for both `notrap` and "no free trap slot"), and the
+/// first refusal is logged with this reason.
+pub const TRAPS_REFUSED: &str = "mode 6 traps are not supported (an unauthenticated traffic \
+     amplification vector, removed from NTPsec); events are in the log and statistics files";
+
+/// ntpd's answer to `:config` from a `nomodify` host (a text response, not an error).
+pub const CONFIG_NOMODIFY: &str = "runtime configuration prohibited by restrict ... nomodify";
+/// Meridian's answer to an authorized `:config`: not ntpd's "Config Succeeded", so ntpq
+/// and scripts see that nothing was applied.
+pub const CONFIG_UNSUPPORTED: &str = "runtime configuration failed: not supported by \
+     Meridian (edit the configuration file and send SIGHUP)";
+/// ntpd's answer to `saveconfig` from a `nomodify` host.
+pub const SAVECONFIG_NOMODIFY: &str = "saveconfig prohibited by restrict ... nomodify";
+/// ntpd's answer to `saveconfig` without `saveconfigdir` (which Meridian never has).
+pub const SAVECONFIG_NO_DIR: &str = "saveconfig prohibited, no saveconfigdir configured";
 
 /// What became of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +101,41 @@ pub enum ControlOutcome {
     Dropped,
 }
 
+/// Sends fragments, signed when the request was authenticated.
+struct Sender<'e, 'k> {
+    emit: &'e mut dyn FnMut(&[u8]),
+    keys: &'k KeyStore,
+    key: Option<u32>,
+}
+
+impl Sender<'_, '_> {
+    /// Send one fragment; `false` when it could not be signed (then nothing is sent).
+    fn send(&mut self, fragment: &[u8], error: bool) -> bool {
+        let Some(key) = self.key else {
+            (self.emit)(fragment);
+            return true;
+        };
+        let mut buf = [0u8; MAX_SIGNED_FRAGMENT_LEN];
+        match sign_fragment(self.keys, key, fragment, error, &mut buf) {
+            Some(len) => {
+                (self.emit)(&buf[..len]);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn refuse(&mut self, h: &ControlHeader, leap: u8, code: ErrorCode) -> ControlOutcome {
+        let mut b = [0u8; meridian_proto::control::HEADER_LEN];
+        h.error_response(leap, code).encode(&mut b);
+        if self.send(&b, true) {
+            ControlOutcome::Refused(code)
+        } else {
+            ControlOutcome::Dropped
+        }
+    }
+}
+
 /// Handle one control datagram from `source`.
 pub fn handle_request(
     datagram: &[u8],
@@ -68,14 +147,24 @@ pub fn handle_request(
         return ControlOutcome::Dropped;
     }
     let leap = env.snapshot.system.leap;
+    let mut unsigned = Sender {
+        emit,
+        keys: env.keys,
+        key: None,
+    };
     let request = match parse_request(datagram) {
         Ok(r) => r,
         Err(e) => {
             return match (e.reply_code(), ControlHeader::decode(datagram)) {
-                (Some(code), Ok(h)) => refuse(&h, leap, code, emit),
+                (Some(code), Ok(h)) => unsigned.refuse(&h, leap, code),
                 _ => ControlOutcome::Dropped,
             }
         }
+    };
+    let auth = ControlAuth::verify(env.keys, request.mac);
+    let mut out = Sender {
+        key: auth.signing_key(),
+        ..unsigned
     };
     let h = request.header;
     let reply = match h.opcode {
@@ -83,16 +172,33 @@ pub fn handle_request(
         opcode::READSTAT => read_status(env, h.association_id),
         opcode::READVAR => read_vars(env, h.association_id, request.data),
         opcode::READCLOCK => read_clock(env, h.association_id),
-        // Writes need a key; Meridian has none yet, so whoever asks is refused, and
-        // `nomodify` hosts the same way.
-        opcode::WRITEVAR
-        | opcode::WRITECLOCK
-        | opcode::CONFIGURE
-        | opcode::SAVECONFIG
-        | opcode::READ_ORDLIST_A => Err(ErrorCode::Permission),
-        // No trap slots: ntpd answers "no resource", which is its permission code.
-        opcode::SETTRAP => Err(ErrorCode::Permission),
+        opcode::WRITEVAR | opcode::CONFIGURE | opcode::SAVECONFIG | opcode::READ_ORDLIST_A
+            if !auth.authorizes(env.control_key) =>
+        {
+            log_unauthorized(h.opcode, source, auth);
+            Err(ErrorCode::Permission)
+        }
+        opcode::WRITEVAR => write_system(env, h.association_id, request.data, source),
+        opcode::CONFIGURE => configure(env, h.association_id, source),
+        opcode::SAVECONFIG => Ok(Reply::text(
+            0,
+            if env.flags.allows_modify() {
+                SAVECONFIG_NO_DIR
+            } else {
+                SAVECONFIG_NOMODIFY
+            }
+            .to_string(),
+        )),
+        // `ifstats` and `reslist`: not provided.
+        opcode::READ_ORDLIST_A => Err(ErrorCode::UnknownVariable),
+        // ntpd 4.2.8 implements no clock variable writes: always "permission".
+        opcode::WRITECLOCK => Err(ErrorCode::Permission),
+        opcode::SETTRAP => {
+            log_trap_refusal(source);
+            Err(ErrorCode::Permission)
+        }
         opcode::UNSETTRAP if !env.flags.allows_trap() => Err(ErrorCode::Permission),
+        // No trap is ever set, so there is none to clear (ntpd's answer for that).
         opcode::UNSETTRAP => Err(ErrorCode::BadAssociation),
         opcode::REQ_NONCE => Ok(Reply::text(
             0,
@@ -119,31 +225,111 @@ pub fn handle_request(
                 MAX_UNVERIFIED_FRAGMENTS
             };
             if Fragmenter::fragment_count(r.data.len()) > limit {
-                return refuse(&h, leap, ErrorCode::Unspecified, emit);
+                return out.refuse(&h, leap, ErrorCode::Unspecified);
             }
             let mut fragments = Fragmenter::new(h.response_to(leap, r.status), &r.data);
             let mut buf = [0u8; MAX_FRAGMENT_LEN];
             let mut n = 0;
             while let Some(len) = fragments.next_into(&mut buf) {
-                emit(&buf[..len]);
+                if !out.send(&buf[..len], false) {
+                    return ControlOutcome::Dropped;
+                }
                 n += 1;
             }
             ControlOutcome::Answered { fragments: n }
         }
-        Err(code) => refuse(&h, leap, code, emit),
+        Err(code) => out.refuse(&h, leap, code),
     }
 }
 
-fn refuse(
-    h: &ControlHeader,
-    leap: u8,
-    code: ErrorCode,
-    emit: &mut dyn FnMut(&[u8]),
-) -> ControlOutcome {
-    let mut b = [0u8; meridian_proto::control::HEADER_LEN];
-    h.error_response(leap, code).encode(&mut b);
-    emit(&b);
-    ControlOutcome::Refused(code)
+/// Log a write refused for want of the `controlkey`: at info level when the request
+/// carried a MAC (someone is trying, with a key), at debug level otherwise (anyone can
+/// send those, and the log must not become the flood).
+fn log_unauthorized(op: u8, source: SocketAddr, auth: ControlAuth) {
+    match auth {
+        ControlAuth::None => {
+            tracing::debug!("mode 6 opcode {op} from {source} refused: not authenticated");
+        }
+        ControlAuth::Valid { key_id } => {
+            tracing::info!(
+                "mode 6 opcode {op} from {source} refused: key {key_id} is not the controlkey"
+            );
+        }
+        ControlAuth::Failed { key_id } => {
+            tracing::info!(
+                "mode 6 opcode {op} from {source} refused: its MAC with key {key_id} does not \
+                 verify (unknown or untrusted key, or wrong digest)"
+            );
+        }
+    }
+}
+
+/// Log the first refused trap request at info level (with [`TRAPS_REFUSED`]), later
+/// ones at debug level.
+fn log_trap_refusal(source: SocketAddr) {
+    static LOGGED: AtomicBool = AtomicBool::new(false);
+    if LOGGED.swap(true, Ordering::Relaxed) {
+        tracing::debug!("mode 6 trap request from {source} refused");
+    } else {
+        tracing::info!("mode 6 trap request from {source} refused: {TRAPS_REFUSED}");
+    }
+}
+
+/// `WRITEVAR` from an authorized client, checked as ntpd's `write_variables` checks
+/// it, first problem wins: an association's variables are never writable
+/// ("permission"); an unknown name is "unknown variable"; a read-only one
+/// "permission"; `leap` (ntpd's only writable system variable) needs a number
+/// ("bad format") of two bits ("bad value"), and then ntpd still refuses it
+/// ("unspecified", marked "really" in its source) — as does Meridian, whose leap
+/// indicator comes from its sources and leap file. An empty list succeeds.
+fn write_system(env: &ControlEnv<'_>, assoc: u16, data: &[u8], source: SocketAddr) -> ReplyResult {
+    if !env.flags.allows_modify() {
+        tracing::info!("mode 6 write from {source} refused by restrict nomodify");
+        return Err(ErrorCode::Permission);
+    }
+    if assoc != 0 {
+        return Err(ErrorCode::Permission);
+    }
+    let text = std::str::from_utf8(data).map_err(|_| ErrorCode::BadFormat)?;
+    let system = &env.snapshot.system;
+    if let Some(item) = VarList::new(text).next() {
+        if system.value(item.name, env.now).is_err() {
+            return Err(ErrorCode::UnknownVariable);
+        }
+        if item.name != "leap" {
+            return Err(ErrorCode::Permission);
+        }
+        let value: u32 = item
+            .unquoted()
+            .filter(|v| !v.is_empty())
+            .and_then(|v| v.parse().ok())
+            .ok_or(ErrorCode::BadFormat)?;
+        if value & !3 != 0 {
+            return Err(ErrorCode::BadValue);
+        }
+        tracing::info!("mode 6 write of leap={value} from {source} refused, as ntpd does");
+        return Err(ErrorCode::Unspecified);
+    }
+    Ok(Reply {
+        status: system.status.to_word(),
+        data: Vec::new(),
+        verified: false,
+    })
+}
+
+/// `:config` from an authorized client: answered in text as ntpd answers, never applied.
+fn configure(env: &ControlEnv<'_>, assoc: u16, source: SocketAddr) -> ReplyResult {
+    if assoc != 0 {
+        return Err(ErrorCode::BadValue);
+    }
+    let text = if env.flags.allows_modify() {
+        tracing::info!("runtime configuration from {source} refused: not supported");
+        CONFIG_UNSUPPORTED
+    } else {
+        tracing::info!("runtime configuration from {source} rejected due to nomodify restriction");
+        CONFIG_NOMODIFY
+    };
+    Ok(Reply::text(0, text.to_string()))
 }
 
 /// A successful reply's status word and data.

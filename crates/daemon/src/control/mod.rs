@@ -5,6 +5,7 @@
 //! * [`local`]: building a snapshot from what the server serves (the local clock driver
 //!   today; the sync work fills it from its sources).
 //! * [`mru`]: the workers' client tables as one MRU list, and the nonce guarding it.
+//! * [`auth`]: MACs on requests (the `controlkey` authorizes writes) and on responses.
 //! * [`handler`]: one request in, response fragments out, sans-IO.
 //!
 //! Data flow: the main loop publishes a snapshot through [`SharedControl`] (an `ArcSwap`,
@@ -12,6 +13,7 @@
 //! table lets through calls [`handle_request`] with the current snapshot and a view of
 //! every worker's client table.
 
+pub mod auth;
 pub mod handler;
 pub mod local;
 pub mod mru;
@@ -24,6 +26,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use meridian_proto::NtpTimestamp;
 
+pub use auth::ControlAuth;
 pub use handler::{handle_request, ControlEnv, ControlOutcome};
 pub use local::{local_snapshot, system_variables, ControlPublisher, HostInfo};
 pub use mru::{MruEntry, MruView, NonceKey, WorkerTables};

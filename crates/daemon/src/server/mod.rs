@@ -134,7 +134,7 @@ impl Worker {
             }
             let state = self.state.load();
             let now = started.elapsed().as_secs_f64();
-            let read_clock = || state.correction.apply(meridian_os::read_realtime());
+            let read_clock = || state.served(meridian_os::read_realtime());
             let ctx = respond::ServeContext {
                 state: &state,
                 restrict: &policy.restrict,
@@ -150,7 +150,7 @@ impl Worker {
                     continue;
                 }
                 let raw_rx = packet.kernel_rx.unwrap_or_else(meridian_os::read_realtime);
-                let rx_ts = state.correction.apply(raw_rx);
+                let rx_ts = state.served(raw_rx);
                 let slot = tx.len();
                 let mut outcome = Outcome::Drop(respond::DropReason::Malformed);
                 tx.push_with(packet.source, packet.destination, |buf| {
@@ -200,7 +200,7 @@ impl Worker {
             if !tx.is_empty() {
                 // The transmit timestamp is read as late as possible: just before the send.
                 let precision = state.server.precision;
-                let transmit = state.correction.apply(meridian_os::read_realtime());
+                let transmit = state.served(meridian_os::read_realtime());
                 for (payload, finish) in tx.payloads_mut().zip(finish.iter()) {
                     if *finish == Finish::Nothing {
                         continue;
@@ -251,7 +251,7 @@ impl Worker {
                 snapshot: &snapshot,
                 mru: &mru,
                 nonce: &self.control.nonce,
-                now: state.correction.apply(meridian_os::read_realtime()),
+                now: state.served(meridian_os::read_realtime()),
             };
             handle_request(&request.data, request.source, &env, &mut |fragment| {
                 if tx.is_full() {

@@ -287,6 +287,7 @@ mod tests {
                 min_poll: 4,
             },
             correction: TimeCorrection::IDENTITY,
+            smear: None,
         }
     }
 
