@@ -56,7 +56,12 @@ pub fn init(destination: Destination<'_>, debug: u8) -> io::Result<()> {
         .with_env_filter(filter)
         .with_target(false);
     let result = match destination {
-        Destination::Stderr => builder.with_writer(io::stderr).try_init(),
+        Destination::Stderr => {
+            // Colour only for a person at a terminal, not for a log file or a pipe.
+            use std::io::IsTerminal;
+            let ansi = io::stderr().is_terminal();
+            builder.with_ansi(ansi).with_writer(io::stderr).try_init()
+        }
         Destination::File(path) => {
             let file = OpenOptions::new().create(true).append(true).open(path)?;
             builder

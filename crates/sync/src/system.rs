@@ -116,6 +116,8 @@ pub struct SyncCore {
     /// What the `leapfile` says about the end of today; it outranks the servers' votes,
     /// as in ntpd, because a verified table is better evidence than a bit in a packet.
     leap_table_vote: Option<Option<LeapKind>>,
+    /// Whether a system peer was ever chosen: the start-up majority rule applies before.
+    ever_synchronised: bool,
     /// Symmetric keys for associations configured with `key N`.
     keys: KeyStore,
     /// NTS state of the associations configured with `nts`.
@@ -181,6 +183,7 @@ impl SyncCore {
             leap_table_vote: None,
             keys: KeyStore::new(meridian_auth::KeyFile::new(), []),
             nts: Vec::new(),
+            ever_synchronised: false,
         }
     }
 
@@ -509,7 +512,21 @@ impl SyncCore {
             &self.config.select,
             self.system_peer.map(usize::from),
         );
-        let peer_id = selection.system_peer.and_then(|p| u16::try_from(p).ok());
+        let mut peer_id = selection.system_peer.and_then(|p| u16::try_from(p).ok());
+        if !self.ever_synchronised {
+            // Before the first synchronisation, one fast source must not win just by
+            // being usable first: wait until the agreeing survivors are a majority of
+            // every source that answers, as a falseticker would otherwise set the clock
+            // (and then hold it for a whole stepout against the honest majority).
+            let answering = self
+                .assocs
+                .iter()
+                .filter(|a| a.source.reach() != 0 && !a.source.options().noselect)
+                .count();
+            if selection.survivors.len() * 2 <= answering {
+                peer_id = None;
+            }
+        }
         let vote = leap::vote(
             selection
                 .survivors
@@ -544,6 +561,7 @@ impl SyncCore {
             .discipline
             .update(clock_now, raw.offset, raw.delay, raw.dispersion);
         let stats = self.discipline.stats();
+        self.ever_synchronised = true;
         self.sys = SystemVars {
             leap: if stats.synchronised || command.event == DisciplineEvent::Stepped {
                 LeapIndicator::from_bits(self.leap.indicator())

@@ -301,3 +301,33 @@ fn keyed_associations_sign_requests_and_require_signed_replies() {
     assert_eq!(r.association, Some(id));
     assert_eq!(core.associations()[0].source.reach(), 1);
 }
+
+#[test]
+fn at_start_a_fast_liar_cannot_win_before_the_majority_is_usable() {
+    // The liar is polled first, so its filter fills first; the honest three follow.
+    let servers = vec![
+        server(4, 1.0),
+        server(1, 0.0),
+        server(2, 0.0001),
+        server(3, -0.0001),
+    ];
+    let mut core = core_with(&servers);
+    let commands = run(&mut core, &servers, 120.0);
+    assert!(
+        commands
+            .iter()
+            .all(|c| c.step.is_none_or(|s| s.abs() < 0.5)),
+        "the clock was stepped towards the liar: {commands:?}"
+    );
+    let liar = core
+        .associations()
+        .iter()
+        .find(|a| a.addr == servers[0].addr)
+        .unwrap()
+        .id;
+    assert_ne!(core.system().system_peer, Some(liar));
+    assert!(
+        core.system().system_peer.is_some(),
+        "the honest majority is selected"
+    );
+}
