@@ -13,6 +13,9 @@
 //!   certificate, cookies and authenticated replies and measure ~0 offset,
 //!   and must have sent only NTS requests.
 //!
+//! * c. `chronyd -x -Q` as NTS client of the real `meridian ntpd` with `nts enable`.
+//! * d. the real `meridian ntpd` syncing over NTS from chronyd's NTS server.
+//!
 //! Everything runs on 127.0.0.1 with high ports; chronyd always with `-x`
 //! and without CAP_SYS_TIME (see `support::sandboxed`). The self-signed CA
 //! comes from `meridian_nts::generate_test_ca_and_server_cert`. Needs root
@@ -339,4 +342,111 @@ fn b_chrony_nts_client_against_our_server() {
             "chrony's packet tests failed:\n{ctx}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// c. chronyd as NTS client of the real Meridian daemon (`nts enable`)
+// d. the real Meridian daemon as NTS client of chronyd's NTS server
+// ---------------------------------------------------------------------------
+
+#[test]
+fn c_chrony_nts_client_against_the_meridian_daemon() {
+    if !require_root_and_tools(&["chronyd"]) {
+        return;
+    }
+    let dir = TempDir::new("nts-c");
+    let certs =
+        generate_test_ca_and_server_cert(dir.path(), &["localhost", "127.0.0.1"]).expect("certs");
+    let ntp_port = free_port();
+    let ke_port = free_port();
+    let conf = format!(
+        "server 127.127.1.0\nfudge 127.127.1.0 stratum 2\nrestrict default\ninterface listen 127.0.0.1\n\
+         nts enable\nnts cert {}\nnts key {}\nnts port {ke_port}\nnts cookie {}\n",
+        certs.server_cert.display(),
+        certs.server_key.display(),
+        dir.path().join("cookie-keys").display()
+    );
+    let server = meridian_server(None, &conf, ntp_port, LOCALHOST, 3);
+
+    let qdir = TempDir::new("nts-c-chronyq");
+    let d = qdir.path().display();
+    let mut cmd = sandboxed(None, "chronyd");
+    cmd.args(["-x", "-u", "root", "-Q", "-t", "20"])
+        .arg(format!(
+            "server 127.0.0.1 nts ntsport {ke_port} iburst minpoll 0 maxpoll 0"
+        ))
+        .arg(format!("ntstrustedcerts {}", certs.ca_cert.display()))
+        .arg(format!("pidfile {d}/chronyd.pid"))
+        .arg(format!("logdir {d}"))
+        .arg("log measurements");
+    let out = run_bounded(&mut cmd, Duration::from_secs(30));
+    let measurements = parse_chrony_measurements(
+        &std::fs::read_to_string(qdir.path().join("measurements.log")).unwrap_or_default(),
+    );
+    let ctx = format!(
+        "{}\nmeasurements: {measurements:?}\ndaemon:\n{}",
+        describe_output(&out),
+        server.daemon.logs()
+    );
+    assert!(out.status.success(), "chronyd -Q failed:\n{ctx}");
+    assert!(!measurements.is_empty(), "no measurements:\n{ctx}");
+    for m in &measurements {
+        assert_eq!(m.stratum, 3, "{ctx}");
+        assert_eq!(
+            m.tests, "111 111 1111",
+            "chrony's packet tests failed:\n{ctx}"
+        );
+    }
+    assert!(
+        dir.path().join("cookie-keys").exists(),
+        "the cookie keys were saved for restarts:\n{ctx}"
+    );
+}
+
+#[test]
+fn d_meridian_daemon_syncs_over_nts_from_chrony() {
+    if !require_root_and_tools(&["chronyd"]) {
+        return;
+    }
+    let certs_dir = TempDir::new("nts-d-certs");
+    let certs = generate_test_ca_and_server_cert(certs_dir.path(), &["localhost", "127.0.0.1"])
+        .expect("certificates");
+    let chrony_port = free_port();
+    let ke_port = free_port();
+    let dump = TempDir::new("nts-d-dump");
+    let chrony = chrony_server(
+        None,
+        &ChronyServerOpts {
+            port: chrony_port,
+            stratum: 3,
+            extra: vec![
+                format!("ntsserverkey {}", certs.server_key.display()),
+                format!("ntsservercert {}", certs.server_cert.display()),
+                format!("ntsport {ke_port}"),
+                format!("ntsdumpdir {}", dump.path().display()),
+            ],
+            ..ChronyServerOpts::default()
+        },
+    );
+    let our_port = free_port();
+    let conf = format!(
+        "server 127.0.0.1 nts port {ke_port} ca {} iburst minpoll 4\nrestrict default\n\
+         interface listen 127.0.0.1\n",
+        certs.ca_cert.display()
+    );
+    // Synchronised over NTS: we serve stratum 4 (chrony's 3 + 1).
+    let ours = meridian_server(None, &conf, our_port, LOCALHOST, 4);
+    let probe = ntp_probe(ours.addr, Duration::from_secs(2)).expect("our daemon answers");
+    assert_eq!(probe.reply.stratum, 4);
+    assert!(
+        probe.offset().abs() < 0.005,
+        "offset {} against the same clock\n{}",
+        probe.offset(),
+        chrony.daemon.logs()
+    );
+    let logs = ours.daemon.logs();
+    assert!(
+        logs.contains("NTS key exchange with 127.0.0.1 done"),
+        "{logs}"
+    );
 }
