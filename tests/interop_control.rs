@@ -12,7 +12,9 @@
 
 mod support;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::path::Path;
+use std::process::Output;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -105,17 +107,60 @@ fn ntpstat_and_ntpsec_ntpq_read_meridian() {
         describe_output(&o)
     );
 
+    // A time request from a known address and port, for mrulist's rport column.
+    let reply = ns.run(|| {
+        let s = UdpSocket::bind("127.0.0.2:45678").expect("bind 127.0.0.2:45678");
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.send_to(&NtpPacket::request_bytes(4, 1), "127.0.0.1:123")
+            .unwrap();
+        let mut buf = [0u8; 100];
+        s.recv(&mut buf).map(|n| n == 48)
+    });
+    assert!(matches!(reply, Ok(true)), "{reply:?}");
+
     // ntpq -c mrulist (nonce, then the list): ntpq's own earlier queries are in it.
     let o = ntpsec_ntpq(&ns, &["-n", "-c", "mrulist"]);
     let text = stdout(&o);
-    let row = text
+    let row_of = |addr: &str| {
+        let row = text
+            .lines()
+            .find(|l| l.ends_with(&format!(" {addr}")))
+            .unwrap_or_else(|| panic!("no {addr} row:\n{}", describe_output(&o)));
+        row.split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    // lstint avgint rstr r m v count score drop rport addr: mode 6, version 2, from
+    // ntpq's own (ephemeral) port.
+    let cols = row_of("127.0.0.1");
+    assert_eq!((cols[4].as_str(), cols[5].as_str()), ("6", "2"), "{cols:?}");
+    assert!(cols[6].parse::<u32>().unwrap() >= 4, "{cols:?}");
+    assert!(cols[9].parse::<u16>().unwrap() >= 1024, "{cols:?}");
+    // The client: mode 3, version 4, one packet, port 45678.
+    let cols = row_of("127.0.0.2");
+    assert_eq!(
+        (
+            cols[4].as_str(),
+            cols[5].as_str(),
+            cols[6].as_str(),
+            cols[9].as_str()
+        ),
+        ("3", "4", "1", "45678"),
+        "{cols:?}"
+    );
+    // Ours shows the same (lstint avgint rstr r m v count rport addr).
+    let o = meridian_ntpq(&ns, &["-n", "-c", "mrulist"]);
+    let ours = stdout(&o);
+    let row = ours
         .lines()
-        .find(|l| l.ends_with(" 127.0.0.1"))
-        .unwrap_or_else(|| panic!("no 127.0.0.1 row:\n{}", describe_output(&o)));
+        .find(|l| l.ends_with(" 127.0.0.2"))
+        .unwrap_or_else(|| panic!("{}", describe_output(&o)));
     let cols: Vec<&str> = row.split_whitespace().collect();
-    // lstint avgint rstr r m v count score drop rport addr: mode 6, version 2.
-    assert_eq!((cols[4], cols[5]), ("6", "2"), "{row}");
-    assert!(cols[6].parse::<u32>().unwrap() >= 4, "{row}");
+    assert_eq!(
+        (cols[4], cols[5], cols[6], cols[7]),
+        ("3", "4", "1", "45678"),
+        "{row}"
+    );
 
     // Our ntpq -p: classic ntpq 4.2.8's layout to the column.
     let o = meridian_ntpq(&ns, &["-p"]);
@@ -379,4 +424,477 @@ fn ntpstat_without_daemon_or_sync_says_what_debians_says() {
     let ours = meridian_ntpstat(&ns);
     assert_eq!(stdout(&ours), stdout(&theirs));
     assert_eq!(ours.status.code(), Some(1));
+}
+
+/// Keys for the authenticated mode 6 tests, one of each MAC type, in ntpd's keys file
+/// format (which NTPsec's ntpq reads with `-k`): 1 is the `controlkey`.
+const CONTROL_KEYS: &str = "1 MD5 controlpw\n\
+                            2 SHA1 0123456789abcdef0123456789abcdef01234567\n\
+                            3 AES128CMAC 000102030405060708090a0b0c0d0e0f\n";
+/// The same ids with other secrets.
+const WRONG_KEYS: &str = "1 MD5 notthepw\n\
+                          2 SHA1 f123456789abcdef0123456789abcdef01234567\n\
+                          3 AES128CMAC f00102030405060708090a0b0c0d0e0f\n";
+/// What Meridian answers an authorized `:config` (`handler::CONFIG_UNSUPPORTED`).
+const CONFIG_ANSWER: &str = "runtime configuration failed: not supported by Meridian \
+                             (edit the configuration file and send SIGHUP)";
+
+/// NTPsec's own mode 6 library (`ntp.packet`, what its ntpq is built on) sending one
+/// authenticated request (`rv` of two system variables, `config` of one line, or
+/// `reslist`): signed with key `keyid` of the keys file `argv[1]`, the answer's MACs
+/// checked against the keys file `argv[2]`. Prints what came back and whether the
+/// library found every fragment's MAC good (`authpass`); ntpq itself only says so when
+/// a MAC is missing.
+const NTPSEC_AUTH_PY: &str = r#"
+import sys
+import ntp.packet, ntp.poly
+keys, verify_keys, keyid, op = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+s = ntp.packet.ControlSession()
+s.logfp = sys.stderr
+if not s.openhost("127.0.0.1"):
+    sys.exit("cannot open 127.0.0.1")
+s.auth = ntp.packet.Authenticator(keys)
+s.keyid = keyid
+s.password()
+s.auth = ntp.packet.Authenticator(verify_keys)
+try:
+    if op == "rv":
+        s.always_auth = True
+        v = s.readvar(0, ["stratum", "leap"])
+        print("stratum=%s leap=%s" % (v["stratum"], v["leap"]))
+    elif op == "reslist":
+        for e in s.reslist():
+            print("%s %s [%s]" % (e["addr"], e["mask"], e.get("flags", "")))
+    else:
+        ok = s.config("restrict 10.0.0.1")
+        print("config=%s succeeded=%s" % (ntp.poly.polystr(s.response), ok))
+except ntp.packet.ControlException as e:
+    print("error=%s" % e.message.strip())
+print("authpass=%s" % s._authpass)
+"#;
+
+/// Run [`NTPSEC_AUTH_PY`] in `ns`.
+fn ntpsec_auth_request(ns: &Netns, keys: &Path, verify: &Path, keyid: u32, op: &str) -> Output {
+    let mut cmd = sandboxed(Some(ns), "/usr/bin/python3");
+    cmd.arg("-c")
+        .arg(NTPSEC_AUTH_PY)
+        .arg(keys)
+        .arg(verify)
+        .arg(keyid.to_string())
+        .arg(op);
+    run_bounded(&mut cmd, Duration::from_secs(30))
+}
+
+/// Send one unsigned mode 6 request from inside `ns` to 127.0.0.1:123 and return the
+/// answer's length and status word.
+fn raw_control(ns: &Netns, opcode: u8, data: &'static [u8]) -> (usize, u16, u8) {
+    ns.run(move || {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut req = vec![0x16, opcode, 0, 9, 0, 0, 0, 0, 0, 0, 0, data.len() as u8];
+        req.extend_from_slice(data);
+        req.resize(req.len().div_ceil(4) * 4, 0);
+        s.send_to(&req, "127.0.0.1:123").expect("send");
+        let mut buf = [0u8; 600];
+        let n = s.recv(&mut buf).expect("an answer");
+        (n, u16::from_be_bytes([buf[4], buf[5]]), buf[1])
+    })
+}
+
+#[test]
+fn authenticated_mode6_with_ntpsec_ntpq_and_ours() {
+    if !tools() {
+        return;
+    }
+    let ns = Netns::new("ctlauth");
+    let dir = TempDir::new("ctlkeys");
+    let keys = dir.write("ntp.keys", CONTROL_KEYS);
+    let wrong = dir.write("wrong.keys", WRONG_KEYS);
+    let conf = format!(
+        "{LOCAL10}restrict 192.0.2.0 mask 255.255.255.0 nomodify notrap\nkeys {}\n\
+         trustedkey 1 2 3\ncontrolkey 1\n",
+        keys.display()
+    );
+    let _server = meridian_server(Some(&ns), &conf, 123, LOOPBACK, 11);
+    let k = keys.to_str().unwrap();
+
+    // NTPsec's ntpq, `:config` with the controlkey: our text answer, signed (ntpq says
+    // "AUTH - packet too short for MAC" on stderr when a MAC is missing).
+    let o = ntpsec_ntpq(
+        &ns,
+        &["-k", k, "-a", "1", "-c", ":config restrict 10.0.0.1"],
+    );
+    assert_eq!(
+        (stdout(&o), String::from_utf8_lossy(&o.stderr).into_owned()),
+        (format!("{CONFIG_ANSWER}\n"), String::new()),
+        "{}",
+        describe_output(&o)
+    );
+    // Another trusted key, or the controlkey with the wrong secret: permission.
+    for (file, id) in [(k, "2"), (k, "3"), (wrong.to_str().unwrap(), "1")] {
+        let o = ntpsec_ntpq(
+            &ns,
+            &["-k", file, "-a", id, "-c", ":config restrict 10.0.0.1"],
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("***Server error code PERMISSION"),
+            "key {id} of {file}: {}",
+            describe_output(&o)
+        );
+        assert_eq!(stdout(&o), "", "{}", describe_output(&o));
+    }
+
+    // The restrict table (`reslist`), through NTPsec's library, to the controlkey only.
+    // ntpd's per-entry hit counts are not kept, and NTPsec's ntpq drops entries without
+    // them from its `reslist` table, so the library's parse is what is checked here.
+    let o = ntpsec_auth_request(&ns, &keys, &keys, 1, "reslist");
+    assert_eq!(
+        stdout(&o),
+        "192.0.2.0 255.255.255.0 [nomodify notrap]\n0.0.0.0 0.0.0.0 []\n:: :: []\n\
+         authpass=True\n",
+        "{}",
+        describe_output(&o)
+    );
+    let o = ntpsec_auth_request(&ns, &keys, &keys, 3, "reslist");
+    assert_eq!(
+        stdout(&o),
+        "error=***Server error code PERMISSION\nauthpass=True\n",
+        "{}",
+        describe_output(&o)
+    );
+
+    // NTPsec's library checks our MACs: every key type, both ways. Reads need no
+    // controlkey; the answer is signed with the request's key.
+    for id in [1, 2, 3] {
+        let o = ntpsec_auth_request(&ns, &keys, &keys, id, "rv");
+        assert_eq!(
+            stdout(&o),
+            "stratum=11 leap=0\nauthpass=True\n",
+            "key {id}: {}",
+            describe_output(&o)
+        );
+        // Negative control: checked against other secrets, the same answers fail.
+        let o = ntpsec_auth_request(&ns, &keys, &wrong, id, "rv");
+        assert_eq!(
+            stdout(&o),
+            "stratum=11 leap=0\nauthpass=False\n",
+            "key {id}: {}",
+            describe_output(&o)
+        );
+    }
+    let o = ntpsec_auth_request(&ns, &keys, &keys, 1, "config");
+    assert_eq!(
+        stdout(&o),
+        format!("config={CONFIG_ANSWER} succeeded=False\nauthpass=True\n"),
+        "{}",
+        describe_output(&o)
+    );
+    let o = ntpsec_auth_request(&ns, &keys, &keys, 2, "config");
+    assert_eq!(
+        stdout(&o),
+        "error=***Server error code PERMISSION\nauthpass=True\n",
+        "{}",
+        describe_output(&o)
+    );
+
+    // Unauthenticated writes, straight on the wire: "permission" (code 1), unsigned.
+    for op in [3u8, 8, 9] {
+        let (len, status, bits) = raw_control(&ns, op, b"leap=0");
+        assert_eq!((len, status, bits), (12, 0x0100, 0xc0 | op), "opcode {op}");
+    }
+    // Traps: "permission" too.
+    assert_eq!(raw_control(&ns, 6, b""), (12, 0x0100, 0xc6));
+
+    // Our ntpq, classic ntpq's commands.
+    let ours = |args: &[&str]| {
+        let o = meridian_ntpq(&ns, args);
+        (
+            stdout(&o),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+            o.status.code(),
+        )
+    };
+    let with_key = |cmd: &str| ours(&["-a", "1", "-k", k, "-c", cmd]);
+    assert_eq!(
+        with_key(":config restrict 10.0.0.1"),
+        (format!("{CONFIG_ANSWER}\n"), String::new(), Some(0))
+    );
+    assert_eq!(
+        with_key("writevar 0"),
+        ("done! (no data returned)\n".into(), String::new(), Some(0))
+    );
+    for (cmd, err) in [
+        (
+            "writevar 0 leap=0",
+            "***Server returned an unspecified error",
+        ),
+        (
+            "writevar 0 stratum=2",
+            "***Server disallowed request (authentication?)",
+        ),
+        (
+            "writevar 0 nosuchvar=2",
+            "***A request variable unknown to the server",
+        ),
+        (
+            "writevar 0 leap=9",
+            "***Server indicates a request variable was bad",
+        ),
+    ] {
+        assert_eq!(
+            with_key(cmd),
+            (String::new(), format!("{err}\n"), Some(1)),
+            "{cmd}"
+        );
+    }
+    assert_eq!(
+        ours(&["-a", "2", "-k", k, "-c", "writevar 0 leap=0"]).1,
+        "***Server disallowed request (authentication?)\n"
+    );
+    // `keyid`, `keytype` and `passwd` instead of a keys file.
+    let (out, err, code) = ours(&[
+        "-c",
+        "keyid 2",
+        "-c",
+        "keytype SHA1",
+        "-c",
+        "passwd 0123456789abcdef0123456789abcdef01234567",
+        "-c",
+        "authenticate yes",
+        "-c",
+        "rv 0 stratum",
+    ]);
+    assert_eq!(
+        (out.as_str(), err.as_str(), code),
+        (
+            "keyid is 2\nkeytype is SHA1 with 20 octet digests\nauthenticated requests being sent\n\
+             associd=0 status=0515 leap_none, sync_local, 1 event, clock_sync,\nstratum=11\n",
+            "",
+            Some(0)
+        )
+    );
+    // With a wrong secret the answer comes back unsigned, and ntpq says so.
+    let (out, err, _) = ours(&[
+        "-c",
+        "keyid 2",
+        "-c",
+        "keytype SHA1",
+        "-c",
+        "passwd f123456789abcdef0123456789abcdef01234567",
+        "-c",
+        "authenticate yes",
+        "-c",
+        "rv 0 stratum",
+    ]);
+    assert!(out.ends_with("stratum=11\n"), "{out}");
+    assert_eq!(
+        err,
+        "***Response not signed with our key: content untrusted\n"
+    );
+    assert_eq!(
+        ours(&["-c", "writevar 0 leap=0"]).1,
+        "***Keyid must be defined (-a KEYID, or the keyid command)\n"
+    );
+}
+
+/// The value of `name` in an `ntpq -c rv` output.
+fn rv_get(vars: &[(String, String)], name: &str) -> Option<String> {
+    vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+#[test]
+fn ntpsec_ntpq_reads_meridian_synced_to_chrony() {
+    if !tools() || !require_root_and_tools(&["chronyd"]) {
+        return;
+    }
+    // chronyd -x serves stratum 3 on 10.123.0.1; Meridian in 10.123.0.2 syncs from it.
+    let lan = Lan::new("ctlnet", &[2]);
+    let _chrony = chrony_server(
+        Some(&lan.server),
+        &ChronyServerOpts {
+            stratum: 3,
+            ..Default::default()
+        },
+    );
+    let client = lan.client(2);
+    let conf = format!(
+        "server {} iburst minpoll 4 maxpoll 4\nrestrict default\n",
+        lan.server_addr
+    );
+    let _meridian = meridian_server(Some(client), &conf, 123, LOOPBACK, 4);
+    let server = lan.server_addr.to_string();
+
+    // NTPsec's ntpq -p: the server selected, with what chrony serves.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let theirs = loop {
+        let o = ntpsec_ntpq(client, &["-pn"]);
+        let rows = parse_peers(&stdout(&o));
+        if let Some(r) = rows.iter().find(|r| r.remote == server && r.tally == '*') {
+            if r.reach != "0" && r.when != "-" {
+                break r.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no selected server:\n{}",
+            describe_output(&o)
+        );
+        thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(
+        (
+            theirs.stratum.as_str(),
+            theirs.kind.as_str(),
+            theirs.poll.as_str()
+        ),
+        ("3", "u", "16"),
+        "{theirs:?}"
+    );
+    assert!(u32::from_str_radix(&theirs.reach, 8).is_ok_and(|r| r > 0 && r <= 0o377));
+    // Same host clock on both ends: offset and delay are tiny.
+    assert!(theirs.offset.abs() < 5.0, "{theirs:?}");
+    assert!(theirs.delay > 0.0 && theirs.delay < 5.0, "{theirs:?}");
+
+    // NTPsec's ntpq -c as: the association, configured, reachable, the system peer.
+    let o = ntpsec_ntpq(client, &["-c", "as"]);
+    let text = stdout(&o);
+    let row = text
+        .lines()
+        .find(|l| l.contains("sys.peer"))
+        .unwrap_or_else(|| panic!("{}", describe_output(&o)));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        (cols[3], cols[4], cols[5], cols[6]),
+        ("yes", "yes", "none", "sys.peer"),
+        "{row}"
+    );
+    let assoc = cols[1].to_string();
+    // Ours prints the same row.
+    let o = meridian_ntpq(client, &["-c", "as"]);
+    assert!(
+        stdout(&o).lines().any(|l| l == row),
+        "{row:?} not in\n{}",
+        describe_output(&o)
+    );
+
+    // ntpq -c "rv ASSOC": the peer variables.
+    let o = ntpsec_ntpq(client, &["-c", &format!("rv {assoc}")]);
+    let text = stdout(&o);
+    assert!(
+        text.starts_with(&format!("associd={assoc} status=96")),
+        "{}",
+        describe_output(&o)
+    );
+    let vars = parse_rv(&text);
+    for (name, want) in [
+        ("srcadr", server.as_str()),
+        ("srcport", "123"),
+        ("leap", "00"),
+        ("stratum", "3"),
+        ("hmode", "3"),
+        ("pmode", "4"),
+        ("hpoll", "4"),
+    ] {
+        assert_eq!(rv_get(&vars, name).as_deref(), Some(want), "{name}\n{text}");
+    }
+    // Our address on the LAN, as the server sees it.
+    assert_eq!(
+        rv_get(&vars, "dstadr").as_deref(),
+        Some("10.123.0.2"),
+        "{text}"
+    );
+    for name in [
+        "rootdelay",
+        "rootdisp",
+        "refid",
+        "reftime",
+        "rec",
+        "reach",
+        "offset",
+        "delay",
+        "dispersion",
+        "jitter",
+    ] {
+        assert!(rv_get(&vars, name).is_some(), "{name} missing:\n{text}");
+    }
+    // NTPsec lays the clock filter out in columns (`filtdelay =0.08\t0.05…`).
+    for name in ["filtdelay", "filtoffset", "filtdisp"] {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+        let stages = line.split_once('=').map_or(0, |(_, v)| {
+            v.split_whitespace()
+                .filter(|x| x.trim_end_matches(',').parse::<f64>().is_ok())
+                .count()
+        });
+        assert_eq!(stages, 8, "{line}");
+    }
+
+    assert_eq!(
+        rv_get(&vars, "refid").as_deref(),
+        Some("127.127.1.1"),
+        "chrony's local refid"
+    );
+    // Ours reads the same values where both print them alike.
+    let o = meridian_ntpq(client, &["-c", &format!("rv {assoc}")]);
+    let ours = parse_rv(&stdout(&o));
+    for name in [
+        "srcadr",
+        "srcport",
+        "dstadr",
+        "dstport",
+        "leap",
+        "stratum",
+        "precision",
+        "hmode",
+        "pmode",
+        "hpoll",
+        "ppoll",
+        "headway",
+        "keyid",
+        "unreach",
+    ] {
+        assert_eq!(
+            rv_get(&ours, name),
+            rv_get(&vars, name),
+            "{name}\n{}",
+            describe_output(&o)
+        );
+    }
+
+    // ntpq -c rv: the system, synchronised to it.
+    let o = ntpsec_ntpq(client, &["-c", "rv"]);
+    let text = stdout(&o);
+    assert!(
+        text.starts_with("associd=0 status=0615 leap_none, sync_ntp, 1 event, clock_sync,"),
+        "{}",
+        describe_output(&o)
+    );
+    let sys = parse_rv(&text);
+    assert_eq!(rv_get(&sys, "leap").as_deref(), Some("00"), "{text}");
+    assert_eq!(rv_get(&sys, "tc").as_deref(), Some("4"), "{text}");
+    assert_eq!(rv_get(&sys, "stratum").as_deref(), Some("4"), "{text}");
+    assert_eq!(rv_get(&sys, "refid"), Some(server.clone()), "{text}");
+    assert_eq!(rv_get(&sys, "peer"), Some(assoc.clone()), "{text}");
+
+    // Our ntpq -p agrees with NTPsec's, field by field.
+    let mut last_err = String::new();
+    let matched = (0..6).any(|_| {
+        let theirs = parse_peers(&stdout(&ntpsec_ntpq(client, &["-pn"])));
+        let o = meridian_ntpq(client, &["-pn"]);
+        let ours = parse_peers(&stdout(&o));
+        let ok = ours.len() == theirs.len()
+            && ours
+                .iter()
+                .zip(&theirs)
+                .try_for_each(|(a, b)| same_row(a, b))
+                .map_err(|e| last_err = e)
+                .is_ok();
+        if !ok {
+            thread::sleep(Duration::from_secs(1));
+        }
+        ok
+    });
+    assert!(matched, "rows differ:\n{last_err}");
 }

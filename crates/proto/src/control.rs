@@ -258,6 +258,29 @@ impl ControlHeader {
     }
 }
 
+/// Octets the MAC of a control message is aligned to: ntpq pads header plus data with
+/// zeros to a multiple of eight before the key id, and ntpd pads its responses the same
+/// way (RFC 9327 §4.1, ntpd's `ctl_flushpkt`).
+pub const MAC_ALIGN: usize = 8;
+
+/// Where the MAC starts in a control message of `len` octets (header, data and the
+/// four-octet padding): `len` rounded up to [`MAC_ALIGN`]. The MAC covers everything
+/// before it, padding included.
+pub fn mac_offset(len: usize) -> usize {
+    len.div_ceil(MAC_ALIGN) * MAC_ALIGN
+}
+
+/// The MAC trailer of an authenticated request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestMac<'a> {
+    /// The key id (first four octets, network order).
+    pub key_id: u32,
+    /// The digest after it: 16 octets (MD5, AES-CMAC) or 20 (SHA-1).
+    pub digest: &'a [u8],
+    /// The octets the digest covers: header, data and zero padding up to the MAC.
+    pub signed: &'a [u8],
+}
+
 /// A validated request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ControlRequest<'a> {
@@ -266,8 +289,9 @@ pub struct ControlRequest<'a> {
     /// The `count` data octets.
     pub data: &'a [u8],
     /// A MAC trailer (key id and digest) after the data padded to eight octets, when
-    /// one of the right size is there; other trailing octets are ignored, as ntpd does.
-    pub mac: Option<&'a [u8]>,
+    /// one of a MAC's sizes (20 or 24 octets) is there; other trailing octets are
+    /// ignored, as ntpd does (ntpstat sends its whole 576-octet buffer).
+    pub mac: Option<RequestMac<'a>>,
 }
 
 /// Validate a control request the way classic ntpd does.
@@ -288,11 +312,16 @@ pub fn parse_request(datagram: &[u8]) -> Result<ControlRequest<'_>, RequestError
         return Err(RequestError::BadLength);
     }
     let data = &datagram[HEADER_LEN..end];
-    // ntpd pads authenticated requests to eight octets before the MAC.
-    let mac_start = (end + 7) & !7;
+    // ntpq pads authenticated requests to eight octets before the MAC.
+    let mac_start = mac_offset(end);
     let mac = datagram
         .get(mac_start..)
-        .filter(|m| matches!(m.len(), 20 | 24));
+        .filter(|m| matches!(m.len(), 20 | 24))
+        .map(|m| RequestMac {
+            key_id: u32::from_be_bytes([m[0], m[1], m[2], m[3]]),
+            digest: &m[4..],
+            signed: &datagram[..mac_start],
+        });
     Ok(ControlRequest { header, data, mac })
 }
 
@@ -896,9 +925,26 @@ mod tests {
     fn request_with_data_and_mac() {
         let mut b = request_bytes(0x16, 2, 5, b"peer,", 24);
         b.extend_from_slice(&[0u8; 24]);
+        b[24..28].copy_from_slice(&7u32.to_be_bytes());
+        b[28] = 0xaa;
         let r = parse_request(&b).unwrap();
         assert_eq!(r.data, b"peer,");
-        assert_eq!(r.mac.map(<[u8]>::len), Some(24));
+        let mac = r.mac.unwrap();
+        assert_eq!((mac.key_id, mac.digest.len(), mac.digest[0]), (7, 20, 0xaa));
+        assert_eq!(mac.signed.len(), 24, "header, 5 data octets, padding to 24");
+        // An MD5 or AES-CMAC trailer (20 octets) after data already aligned.
+        let mut b = request_bytes(0x16, 2, 4, b"peer", 16);
+        b.extend_from_slice(&[0u8; 20]);
+        let mac = parse_request(&b).unwrap().mac.unwrap();
+        assert_eq!((mac.signed.len(), mac.digest.len()), (16, 16));
+        // Padding to four but not eight, then a MAC: not where ntpq puts it.
+        let mut b = request_bytes(0x16, 2, 0, &[], 12);
+        b.extend_from_slice(&[0u8; 20]);
+        assert_eq!(parse_request(&b).unwrap().mac, None);
+        assert_eq!(
+            (mac_offset(12), mac_offset(16), mac_offset(17)),
+            (16, 16, 24)
+        );
     }
 
     #[test]

@@ -1,13 +1,18 @@
 //! `ntpq`: the classic NTP query program, over mode 6.
 //!
 //! ```text
-//! ntpq [-46nw] [-p] [-c COMMAND]... [host...] [--port P]
+//! ntpq [-46nw] [-p] [-a KEYID] [-k KEYFILE] [-c COMMAND]... [host...] [--port P]
 //! ```
 //!
 //! Commands: `peers` (`pe`, `lpeers`; what `-p` runs), `associations` (`as`),
-//! `readvar`/`rv [ASSOC] [VAR,...]`, `mrulist`, `version`, `quit`. Without `-c` or `-p`
-//! it reads commands from standard input after an `ntpq> ` prompt. Output follows
-//! ntp 4.2.8's ntpq to the column, because scripts parse it:
+//! `readvar`/`rv [ASSOC] [VAR,...]`, `mrulist`, `version`, `quit`, and the
+//! authenticated ones: `writevar ASSOC name=value,...`, `:config LINE`,
+//! `config-from-file FILE`, `saveconfig FILE`, with `keyid [N]`, `keytype [TYPE]`,
+//! `passwd [PASSWORD]` and `authenticate [yes|no]` to set the key, as classic ntpq
+//! has them; `-a KEYID -k KEYFILE` give the key as NTPsec's ntpq takes it (the keys file
+//! in ntpd's format). Without `-c` or `-p` it reads commands from standard input after an
+//! `ntpq> ` prompt. Output follows ntp 4.2.8's ntpq to the column, because scripts parse
+//! it:
 //!
 //! ```text
 //!      remote           refid      st t when poll reach   delay   offset  jitter
@@ -25,9 +30,10 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use meridian_auth::{parse_keys, KeyFile, KeyStore, KeyType};
 use meridian_proto::control::{opcode, parse_timestamp, PeerStatus, SystemStatus, VarList};
 
-use crate::mode6_client::{Mode6Client, Mode6Error};
+use crate::mode6_client::{Mode6Client, Mode6Error, Mode6Response, SigningKey};
 
 /// The `peers` header, 78 columns.
 pub const PEERS_HEADER: &str =
@@ -62,6 +68,35 @@ pub struct Options {
     pub hosts: Vec<String>,
     /// Server port.
     pub port: u16,
+    /// `-a N`: the key id for authenticated requests.
+    pub keyid: Option<u32>,
+    /// `-k FILE`: the keys file to find that key in.
+    pub keyfile: Option<String>,
+    /// `--json`: `readvar` answers as JSON ([`crate::status::readvar_json`]).
+    pub json: bool,
+}
+
+/// The value of a long option `--name=V` or `--name V` (advancing `i`), or `None` when
+/// `arg` is not that option.
+fn long_option(
+    arg: &str,
+    name: &str,
+    args: &[String],
+    i: &mut usize,
+) -> Option<Result<String, String>> {
+    let rest = arg.strip_prefix("--")?.strip_prefix(name)?;
+    if let Some(v) = rest.strip_prefix('=') {
+        return Some(Ok(v.to_string()));
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+    *i += 1;
+    Some(
+        args.get(*i - 1)
+            .cloned()
+            .ok_or_else(|| format!("--{name} needs a value")),
+    )
 }
 
 /// Parse ntpq's command line (getopt style: `-np`, `-c rv`, `-crv`).
@@ -74,17 +109,25 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
     while i < args.len() {
         let a = &args[i];
         i += 1;
-        if let Some(p) = a.strip_prefix("--port") {
-            let v = match p.strip_prefix('=') {
-                Some(v) => v.to_string(),
-                None if p.is_empty() => args.get(i).cloned().ok_or("--port needs a value")?,
-                None => return Err(format!("unknown option {a}")),
-            };
-            if p.is_empty() {
-                i += 1;
-            }
+        if let Some(v) = long_option(a, "port", args, &mut i) {
+            let v = v?;
             o.port = v.parse().map_err(|_| format!("bad port {v}"))?;
             continue;
+        }
+        if let Some(v) = long_option(a, "authentication", args, &mut i) {
+            o.keyid = Some(parse_keyid(&v?)?);
+            continue;
+        }
+        if let Some(v) = long_option(a, "keyfile", args, &mut i) {
+            o.keyfile = Some(v?);
+            continue;
+        }
+        if a == "--json" {
+            o.json = true;
+            continue;
+        }
+        if a.starts_with("--") {
+            return Err(format!("unknown option {a}"));
         }
         let Some(flags) = a
             .strip_prefix('-')
@@ -102,15 +145,21 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                 'p' => o.commands.push("peers".into()),
                 // Debug and interactive flags: accepted, no effect.
                 'd' | 'i' => {}
-                'c' => {
+                'c' | 'a' | 'k' => {
                     let rest = &flags[k + 1..];
-                    let cmd = if rest.is_empty() {
+                    let value = if rest.is_empty() {
                         i += 1;
-                        args.get(i - 1).cloned().ok_or("-c needs a command")?
+                        args.get(i - 1)
+                            .cloned()
+                            .ok_or(format!("-{c} needs a value"))?
                     } else {
                         rest.to_string()
                     };
-                    o.commands.push(cmd);
+                    match c {
+                        'c' => o.commands.push(value),
+                        'a' => o.keyid = Some(parse_keyid(&value)?),
+                        _ => o.keyfile = Some(value),
+                    }
                     break;
                 }
                 _ => return Err(format!("unknown option -{c}")),
@@ -133,7 +182,10 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
     let opts = match parse_args(&args) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("ntpq: {e}\nusage: ntpq [-46nw] [-p] [-c command]... [host...] [--port P]");
+            eprintln!(
+                "ntpq: {e}\nusage: ntpq [-46nw] [-p] [-a keyid] [-k keyfile] [-c command]... \
+                 [host...] [--port P]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -191,11 +243,31 @@ fn interactive(session: &mut Session, out: &mut dyn Write) {
     }
 }
 
+/// A key id as `-a` and `keyid` take it: 1 to 65535.
+fn parse_keyid(v: &str) -> Result<u32, String> {
+    match v.trim().parse::<u32>() {
+        Ok(k) if (1..=u32::from(u16::MAX)).contains(&k) => Ok(k),
+        _ => Err(format!("***Invalid key identifier {v}")),
+    }
+}
+
 /// A connection to one host.
 pub struct Session {
     client: Mode6Client,
     numeric: bool,
     wide: bool,
+    /// `-a`/`keyid`: the key for authenticated requests.
+    keyid: Option<u32>,
+    /// `keytype`: the digest of a key given with `passwd`.
+    keytype: KeyType,
+    /// `passwd`: the key's secret, overriding the keys file.
+    password: Option<String>,
+    /// The keys of `-k`.
+    keyfile: KeyFile,
+    /// `authenticate yes`: sign every request, reads too.
+    always_auth: bool,
+    /// `--json`: `readvar` prints JSON.
+    json: bool,
 }
 
 fn resolve(host: &str, port: u16, opts: &Options) -> Result<SocketAddr, String> {
@@ -213,11 +285,17 @@ fn resolve(host: &str, port: u16, opts: &Options) -> Result<SocketAddr, String> 
         .ok_or_else(|| "no address of the requested family".to_string())
 }
 
-/// ntpq 4.2.8's wording of a failed request (about association `assoc`).
-fn describe_error(e: Mode6Error, assoc: u16) -> String {
+/// ntpq 4.2.8's wording of a failed request (about association `assoc`), which NTPsec's
+/// ntpq keeps.
+pub fn describe_error(e: Mode6Error, assoc: u16) -> String {
     use meridian_proto::control::ErrorCode as E;
     match e {
         Mode6Error::Timeout => "***Request timed out".into(),
+        Mode6Error::Server(E::BadFormat) => "***Server reports a bad format request packet".into(),
+        Mode6Error::Server(E::Permission) => {
+            "***Server disallowed request (authentication?)".into()
+        }
+        Mode6Error::Server(E::BadOpcode) => "***Server reports a bad opcode in request".into(),
         Mode6Error::Server(E::BadAssociation) => {
             format!("***Association ID {assoc} unknown to server")
         }
@@ -226,8 +304,10 @@ fn describe_error(e: Mode6Error, assoc: u16) -> String {
         }
         Mode6Error::Server(E::BadValue) => "***Server indicates a request variable was bad".into(),
         Mode6Error::Server(E::Unspecified) => "***Server returned an unspecified error".into(),
-        Mode6Error::Server(E::Permission) => "***Server reports a permission error".into(),
-        Mode6Error::Server(code) => format!("***Server returns error code {}", code as u8),
+        Mode6Error::Server(code) => {
+            format!("***Server returns unknown error code {}", code as u8)
+        }
+        Mode6Error::Sign(why) => format!("***Cannot sign the request: {why}"),
         Mode6Error::Io(e) => format!("***{e}"),
     }
 }
@@ -237,19 +317,62 @@ impl Session {
     pub fn open(host: &str, opts: &Options) -> Result<Session, String> {
         let addr = resolve(host, opts.port, opts)?;
         let client = Mode6Client::connect(addr).map_err(|e| e.to_string())?;
+        let keyfile = match &opts.keyfile {
+            None => KeyFile::new(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{path} nonexistent or unreadable: {e}"))?;
+                parse_keys(&text, path)
+                    .into_result()
+                    .map_err(|e| e.to_string())?
+            }
+        };
         Ok(Session {
             client,
             numeric: opts.numeric,
             wide: opts.wide,
+            keyid: opts.keyid,
+            keytype: KeyType::Md5,
+            password: None,
+            keyfile,
+            always_auth: false,
+            json: opts.json,
         })
     }
 
     /// Run one command line, writing its output.
     pub fn run(&mut self, line: &str, out: &mut dyn Write) -> Result<(), String> {
+        let line = line.trim();
         let mut words = line.split_whitespace();
         let cmd = words.next().unwrap_or("");
         let rest: Vec<&str> = words.collect();
+        // The rest of the line as typed, for commands that take free text.
+        let tail = line[cmd.len()..].trim();
         let text = match cmd {
+            ":config" => self.config(tail)?,
+            "config-from-file" => {
+                let text = std::fs::read_to_string(tail)
+                    .map_err(|e| format!("***Cannot read {tail}: {e}"))?;
+                self.config(&text)?
+            }
+            "saveconfig" => self.authenticated_text(opcode::SAVECONFIG, 0, tail)?,
+            "writevar" => self.writevar(&rest)?,
+            "keyid" => self.keyid_command(&rest)?,
+            "keytype" => self.keytype_command(&rest)?,
+            "passwd" => self.passwd_command(&rest)?,
+            "authenticate" => {
+                match rest.first().copied() {
+                    None => {}
+                    Some("yes") => self.always_auth = true,
+                    Some("no") => self.always_auth = false,
+                    Some(_) => return Err("***What?".into()),
+                }
+                if self.always_auth {
+                    "authenticated requests being sent\n".into()
+                } else {
+                    "unauthenticated requests being sent\n".into()
+                }
+            }
             "peers" | "pe" | "lpeers" | "lpe" | "apeers" => self.peers()?,
             "associations" | "as" | "lassociations" => self.associations()?,
             "readvar" | "rv" | "rl" | "readlist" => self.readvar(&rest)?,
@@ -260,15 +383,147 @@ impl Session {
         out.write_all(text.as_bytes()).map_err(|e| e.to_string())
     }
 
-    fn query(
+    fn query(&mut self, op: u8, assoc: u16, data: &str) -> Result<Mode6Response, String> {
+        self.request(op, assoc, data, self.always_auth)
+    }
+
+    /// The key to sign with: the `passwd` secret under `keytype`, else key `keyid` of
+    /// the keys file.
+    fn signing_keys(&self) -> Result<(KeyStore, u32), String> {
+        let keyid = self
+            .keyid
+            .ok_or("***Keyid must be defined (-a KEYID, or the keyid command)")?;
+        let id = u16::try_from(keyid).map_err(|_| format!("***Invalid key identifier {keyid}"))?;
+        let key = match &self.password {
+            Some(pw) => {
+                let line = format!("{keyid} {} {pw}\n", self.keytype.name());
+                let file = parse_keys(&line, "passwd")
+                    .into_result()
+                    .map_err(|e| format!("***Invalid password: {e}"))?;
+                file.get(id).cloned()
+            }
+            None => self.keyfile.get(id).cloned(),
+        }
+        .ok_or_else(|| {
+            format!("***Key {keyid} not found (give the keys file with -k, or use passwd)")
+        })?;
+        let mut file = KeyFile::new();
+        file.insert(id, key);
+        Ok((KeyStore::new(file, [id]), keyid))
+    }
+
+    /// Send a request, signed when `sign`; warns when a signed request's answer does not
+    /// come back signed with the same key.
+    fn request(
         &mut self,
         op: u8,
         assoc: u16,
         data: &str,
-    ) -> Result<crate::mode6_client::Mode6Response, String> {
-        self.client
-            .request(op, assoc, data.as_bytes())
-            .map_err(|e| describe_error(e, assoc))
+        sign: bool,
+    ) -> Result<Mode6Response, String> {
+        let keys = if sign {
+            Some(self.signing_keys()?)
+        } else {
+            None
+        };
+        let key = keys.as_ref().map(|(keys, key_id)| SigningKey {
+            keys,
+            key_id: *key_id,
+        });
+        let r = self
+            .client
+            .request_signed(op, assoc, data.as_bytes(), key)
+            .map_err(|e| describe_error(e, assoc))?;
+        if r.authentic == Some(false) {
+            eprintln!("***Response not signed with our key: content untrusted");
+        }
+        Ok(r)
+    }
+
+    /// A request that must be authenticated, answered in text (`:config`,
+    /// `saveconfig`): the text, with one newline.
+    fn authenticated_text(&mut self, op: u8, assoc: u16, data: &str) -> Result<String, String> {
+        let r = self.request(op, assoc, data, true)?;
+        Ok(format!("{}\n", r.text().trim_end()))
+    }
+
+    /// `:config LINE`: ntpd's answer, after the line and a caret under the column of a
+    /// syntax error when it reports one.
+    fn config(&mut self, text: &str) -> Result<String, String> {
+        let answer = self.authenticated_text(opcode::CONFIGURE, 0, text)?;
+        let column = answer
+            .strip_prefix("column ")
+            .and_then(|r| r.split_once(" syntax error"))
+            .and_then(|(c, _)| c.parse::<usize>().ok())
+            .filter(|c| *c <= text.len() + 1);
+        Ok(match column {
+            Some(c) => format!("{text}\n{}^\n{answer}", "_".repeat(c)),
+            None => answer,
+        })
+    }
+
+    /// `writevar ASSOC name=value,...`.
+    fn writevar(&mut self, args: &[&str]) -> Result<String, String> {
+        let Some(assoc) = args.first().and_then(|a| parse_assoc(a)) else {
+            return Err("***Association ID expected: writevar ASSOC name=value,...".into());
+        };
+        let data = args[1..].join(" ");
+        let r = self.request(opcode::WRITEVAR, assoc, &data, true)?;
+        if r.data.is_empty() {
+            Ok("done! (no data returned)\n".into())
+        } else {
+            Ok(format_readvar(assoc, r.status, &r.text()))
+        }
+    }
+
+    fn keyid_command(&mut self, args: &[&str]) -> Result<String, String> {
+        if let Some(v) = args.first() {
+            self.keyid = match parse_keyid(v) {
+                Ok(k) => Some(k),
+                Err(_) if v.trim() == "0" => None,
+                Err(e) => return Err(e),
+            };
+        }
+        Ok(match self.keyid {
+            Some(k) => format!("keyid is {k}\n"),
+            None => "no keyid defined\n".into(),
+        })
+    }
+
+    fn keytype_command(&mut self, args: &[&str]) -> Result<String, String> {
+        if let Some(v) = args.first() {
+            self.keytype = KeyType::from_name(v).map_err(|e| format!("***{v}: {e}"))?;
+        }
+        Ok(format!(
+            "keytype is {} with {} octet digests\n",
+            self.keytype.name(),
+            self.keytype.digest_len()
+        ))
+    }
+
+    /// `passwd [PASSWORD]`: without an argument, read one line from standard input
+    /// (which echoes; give it as an argument or in a keys file to avoid that).
+    fn passwd_command(&mut self, args: &[&str]) -> Result<String, String> {
+        if self.keyid.is_none() {
+            return Err("Keyid must be defined".into());
+        }
+        let pw = match args.first() {
+            Some(p) => p.to_string(),
+            None => {
+                eprint!("{} Password: ", self.keytype.name());
+                let mut line = String::new();
+                io::stdin()
+                    .read_line(&mut line)
+                    .map_err(|e| format!("***{e}"))?;
+                line.trim_end_matches(['\r', '\n']).to_string()
+            }
+        };
+        if pw.is_empty() {
+            return Ok("Password unchanged\n".into());
+        }
+        self.password = Some(pw);
+        self.signing_keys()?;
+        Ok(String::new())
     }
 
     fn association_list(&mut self) -> Result<Vec<(u16, u16)>, String> {
@@ -324,6 +579,9 @@ impl Session {
             _ => (0, args.join(" ")),
         };
         let r = self.query(opcode::READVAR, assoc, &names)?;
+        if self.json {
+            return Ok(crate::status::readvar_json(assoc, r.status, &r.text()));
+        }
         Ok(format_readvar(assoc, r.status, &r.text()))
     }
 
@@ -899,6 +1157,29 @@ mod tests {
     }
 
     #[test]
+    fn errors_are_worded_as_classic_ntpq() {
+        use meridian_proto::control::ErrorCode as E;
+        let say = |c| describe_error(Mode6Error::Server(c), 7);
+        assert_eq!(
+            say(E::Permission),
+            "***Server disallowed request (authentication?)"
+        );
+        assert_eq!(
+            say(E::BadAssociation),
+            "***Association ID 7 unknown to server"
+        );
+        assert_eq!(
+            say(E::BadFormat),
+            "***Server reports a bad format request packet"
+        );
+        assert_eq!(
+            say(E::BadOpcode),
+            "***Server reports a bad opcode in request"
+        );
+        assert_eq!(say(E::Prohibited), "***Server returns unknown error code 7");
+    }
+
+    #[test]
     fn command_line_is_getopt_like() {
         let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
         let o = parse_args(&s(&[
@@ -917,6 +1198,17 @@ mod tests {
             (o.hosts.clone(), o.port),
             (vec!["10.0.0.1".to_string()], 12300)
         );
+        let o = parse_args(&s(&["-a", "7", "-kkeys", "-c:config x y"])).unwrap();
+        assert_eq!(
+            (o.keyid, o.keyfile.as_deref(), o.commands.clone()),
+            (Some(7), Some("keys"), vec![":config x y".to_string()])
+        );
+        let o = parse_args(&s(&["--authentication=9", "--keyfile", "/k", "h"])).unwrap();
+        assert_eq!((o.keyid, o.keyfile.as_deref()), (Some(9), Some("/k")));
+        assert_eq!(o.hosts, ["h"]);
+        assert!(parse_args(&s(&["-a", "0"])).is_err());
+        assert!(parse_args(&s(&["-a", "65536"])).is_err());
+        assert!(parse_args(&s(&["--bogus"])).is_err());
         let o = parse_args(&s(&["--port=5"])).unwrap();
         assert_eq!((o.hosts, o.port), (vec!["localhost".to_string()], 5));
         assert!(parse_args(&s(&["-z"])).is_err());

@@ -102,6 +102,20 @@ pub fn sign_fragment(
     keys.sign_in_place(out, body, key_id).ok()
 }
 
+/// The `controlkey` of `config`, with a warning in the log when `keys` cannot use it
+/// (not in the keys file, or not a `trustedkey`): then no write will ever be authorized,
+/// which is safe but rarely what the administrator meant.
+pub fn control_key(config: &meridian_conf::Config, keys: &KeyStore) -> Option<u16> {
+    let key = config.control_key?;
+    if !keys.is_trusted(u32::from(key)) {
+        tracing::warn!(
+            "controlkey {key} is not a trusted key in the keys file: mode 6 writes will be \
+             refused (add it to the keys file and to trustedkey)"
+        );
+    }
+    Some(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,10 +171,7 @@ mod tests {
         }
         let mut md5_as_sha1 = signed_request(&k, 2, b"x");
         md5_as_sha1.truncate(md5_as_sha1.len() - 4);
-        assert_eq!(
-            auth_of(&k, &md5_as_sha1),
-            ControlAuth::Failed { key_id: 2 }
-        );
+        assert_eq!(auth_of(&k, &md5_as_sha1), ControlAuth::Failed { key_id: 2 });
         let plain = [0x16, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(auth_of(&k, &plain), ControlAuth::None);
     }

@@ -13,8 +13,10 @@
 //!   `saveconfig` answer, in text as ntpd does, that they are not done (edit `ntp.conf`
 //!   and send SIGHUP). A daemon reconfigurable over UDP is one stolen key away from
 //!   being someone else's time source.
+//! * The authenticated ordered list `addr_restrictions` (`ntpq reslist`) is the
+//!   `restrict` table, for the `controlkey` only, as in ntpd; `ifstats` is not provided.
 //! * **Traps** are never set: see [`TRAPS_REFUSED`].
-//! * No reply to a request without a verified nonce exceeds
+//! * No reply to a request without a verified nonce (or the `controlkey`) exceeds
 //!   [`MAX_UNVERIFIED_FRAGMENTS`], so a spoofed request cannot be amplified into a flood
 //!   at its victim.
 //!
@@ -24,7 +26,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use meridian_conf::restrict::RestrictFlags;
+use meridian_conf::restrict::{RestrictFlags, RestrictTable};
 use meridian_proto::control::{
     format_timestamp, opcode, parse_request, parse_timestamp, ControlHeader, ErrorCode, Fragmenter,
     VarList, VarWriter, MAX_DATA_LEN, MAX_FRAGMENT_LEN,
@@ -63,6 +65,8 @@ pub struct ControlEnv<'a> {
     pub keys: &'a KeyStore,
     /// `controlkey N`: the key that authorizes writes (none: nothing may write).
     pub control_key: Option<u16>,
+    /// The `restrict` table, for `ntpq reslist`.
+    pub restrict: &'a RestrictTable,
 }
 
 /// Why `SETTRAP` is always refused.
@@ -189,8 +193,7 @@ pub fn handle_request(
             }
             .to_string(),
         )),
-        // `ifstats` and `reslist`: not provided.
-        opcode::READ_ORDLIST_A => Err(ErrorCode::UnknownVariable),
+        opcode::READ_ORDLIST_A => ordered_list(env, request.data),
         // ntpd 4.2.8 implements no clock variable writes: always "permission".
         opcode::WRITECLOCK => Err(ErrorCode::Permission),
         opcode::SETTRAP => {
@@ -242,9 +245,10 @@ pub fn handle_request(
     }
 }
 
-/// Log a write refused for want of the `controlkey`: at info level when the request
-/// carried a MAC (someone is trying, with a key), at debug level otherwise (anyone can
-/// send those, and the log must not become the flood).
+/// Log a write refused for want of the `controlkey`: at info level when the request was
+/// signed with a trusted key (only a key holder can send those), at debug level
+/// otherwise (anyone can send a request with no MAC or a bad one, and the log must not
+/// become the flood).
 fn log_unauthorized(op: u8, source: SocketAddr, auth: ControlAuth) {
     match auth {
         ControlAuth::None => {
@@ -256,7 +260,7 @@ fn log_unauthorized(op: u8, source: SocketAddr, auth: ControlAuth) {
             );
         }
         ControlAuth::Failed { key_id } => {
-            tracing::info!(
+            tracing::debug!(
                 "mode 6 opcode {op} from {source} refused: its MAC with key {key_id} does not \
                  verify (unknown or untrusted key, or wrong digest)"
             );
@@ -315,6 +319,32 @@ fn write_system(env: &ControlEnv<'_>, assoc: u16, data: &[u8], source: SocketAdd
         data: Vec::new(),
         verified: false,
     })
+}
+
+/// An ordered list for an authorized client: `addr_restrictions` (`ntpq reslist`) as
+/// ntpd lists it, `addr.N`, `mask.N` and `flags.N` for each entry, IPv4 then IPv6, most
+/// specific first. ntpd's `hits.N` is left out: the restrict engine does not count
+/// matches, and a made-up zero would mislead. `ifstats` (the default list) is not
+/// provided: "unknown variable", as for any other list name.
+fn ordered_list(env: &ControlEnv<'_>, data: &[u8]) -> ReplyResult {
+    let name = std::str::from_utf8(data)
+        .map_err(|_| ErrorCode::UnknownVariable)?
+        .trim_end_matches('\0')
+        .trim();
+    if name != "addr_restrictions" {
+        return Err(ErrorCode::UnknownVariable);
+    }
+    let mut w = VarWriter::new();
+    for (i, e) in env.restrict.entries().enumerate() {
+        w.put(&format!("addr.{i}"), &e.addr.to_string());
+        w.put(&format!("mask.{i}"), &e.mask.to_string());
+        let names: Vec<&str> = e.matched.flags.names().collect();
+        w.put(&format!("flags.{i}"), &names.join(" "));
+    }
+    let mut reply = Reply::text(0, w.finish());
+    // Only the controlkey's holder gets here: the reply may be long.
+    reply.verified = true;
+    Ok(reply)
 }
 
 /// `:config` from an authorized client: answered in text as ntpd answers, never applied.

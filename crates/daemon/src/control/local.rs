@@ -193,6 +193,7 @@ pub struct ControlPublisher {
     started: NtpTimestamp,
     assoc_id: u16,
     host: HostInfo,
+    locals: super::network::LocalAddresses,
 }
 
 impl ControlPublisher {
@@ -209,6 +210,7 @@ impl ControlPublisher {
             started: now,
             assoc_id: super::random_association_id(),
             host,
+            locals: super::network::LocalAddresses::new(),
         }
     }
 
@@ -217,7 +219,7 @@ impl ControlPublisher {
     pub fn publish(&self, reference: &LocalReference, server: &ServerState, core: &SyncCore) {
         let mut snapshot =
             local_snapshot(reference, server, self.started, self.assoc_id, &self.host);
-        super::network::add_network(&mut snapshot, core);
+        super::network::add_network(&mut snapshot, core, &self.locals);
         self.shared.publish(snapshot);
     }
 }

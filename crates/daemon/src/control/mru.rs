@@ -24,7 +24,7 @@ pub const NONCE_LIFETIME: u32 = 16;
 pub struct MruEntry {
     /// The client's address.
     pub addr: IpAddr,
-    /// Its source port (0 when not recorded).
+    /// Source port of its latest packet (`rport` in `ntpq -c mrulist`).
     pub port: u16,
     /// First packet seen.
     pub first: NtpTimestamp,
@@ -99,18 +99,20 @@ impl MruView for TablesView<'_> {
             Err(_) => return Vec::new(),
         };
         // One client can be in several workers' tables (SO_REUSEPORT spreads its source
-        // ports): merge by address.
-        let mut merged: HashMap<IpAddr, (f64, f64, u64, u8)> = HashMap::new();
+        // ports): merge by address, keeping the mode, version and port of the latest.
+        let mut merged: HashMap<IpAddr, (f64, f64, u64, u8, u16)> = HashMap::new();
         for table in tables {
             let Ok(t) = table.lock() else { continue };
             for e in t.iter_recent() {
-                let m = merged
-                    .entry(e.addr)
-                    .or_insert((e.first, e.last, 0, e.mode_version));
+                let m =
+                    merged
+                        .entry(e.addr)
+                        .or_insert((e.first, e.last, 0, e.mode_version, e.port));
                 m.0 = m.0.min(e.first);
                 if e.last >= m.1 {
                     m.1 = e.last;
                     m.3 = e.mode_version;
+                    m.4 = e.port;
                 }
                 m.2 += e.count;
             }
@@ -118,15 +120,17 @@ impl MruView for TablesView<'_> {
         let epoch = self.tables.epoch;
         let mut v: Vec<MruEntry> = merged
             .into_iter()
-            .map(|(addr, (first, last, count, mode_version))| MruEntry {
-                addr,
-                port: 0,
-                first: epoch.add_seconds(first),
-                last: epoch.add_seconds(last),
-                count,
-                mode_version,
-                restrict: self.restrict.lookup(addr),
-            })
+            .map(
+                |(addr, (first, last, count, mode_version, port))| MruEntry {
+                    addr,
+                    port,
+                    first: epoch.add_seconds(first),
+                    last: epoch.add_seconds(last),
+                    count,
+                    mode_version,
+                    restrict: self.restrict.lookup(addr),
+                },
+            )
             .collect();
         v.sort_by_key(|e| (e.last, e.addr));
         v
@@ -208,14 +212,16 @@ mod tests {
         w.register(t2.clone());
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        t1.lock().unwrap().observe(a, 1.0, 0x23);
-        t1.lock().unwrap().observe(b, 2.0, 0x23);
-        t2.lock().unwrap().observe(a, 5.0, 0x16);
+        t1.lock().unwrap().observe(a, 40000, 1.0, 0x23);
+        t1.lock().unwrap().observe(b, 123, 2.0, 0x23);
+        t2.lock().unwrap().observe(a, 40001, 5.0, 0x16);
+        t1.lock().unwrap().observe(a, 40002, 3.0, 0x23);
         let restrict = RestrictTable::default();
         let e = w.view(&restrict).entries();
         assert_eq!(e.len(), 2);
         assert_eq!((e[0].addr, e[1].addr), (b, a));
-        assert_eq!((e[1].count, e[1].mode_version), (2, 0x16));
+        assert_eq!((e[1].count, e[1].mode_version, e[1].port), (3, 0x16, 40001));
+        assert_eq!(e[0].port, 123);
         assert_eq!(e[1].first, epoch.add_seconds(1.0));
         assert_eq!(e[1].last, epoch.add_seconds(5.0));
     }

@@ -4,8 +4,15 @@
 //! peer per association with its selection status (the tally `ntpq -p` shows), and when
 //! a network source is the system peer, fills the system variables from the discipline
 //! (offset, frequency, jitter, wander, poll) the way ntpd reports them.
+//!
+//! `dstadr`, the local address of an association, is the one the kernel sends from to
+//! that server ([`LocalAddresses`]): the client socket is bound to the wildcard
+//! address, so that is the address the server sees.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use meridian_algo::{filter::MAXDISP, SelectStatus};
 use meridian_proto::control::{peer_event, source, PeerSelect, PeerStatus};
@@ -27,7 +34,55 @@ fn peer_select(status: SelectStatus) -> PeerSelect {
     }
 }
 
-/// The peer variables of one association.
+/// How long a looked-up local address is trusted before asking the kernel again (routes
+/// and addresses change, rarely).
+const LOCAL_ADDRESS_TTL: Duration = Duration::from_secs(300);
+
+/// The local address the kernel picks to reach each remote, looked up by connecting a
+/// fresh UDP socket (which sends nothing) and cached per remote address.
+#[derive(Debug, Default)]
+pub struct LocalAddresses {
+    cache: Mutex<HashMap<IpAddr, (Option<IpAddr>, Instant)>>,
+}
+
+impl LocalAddresses {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The local address for `remote`, `None` when there is no route.
+    pub fn lookup(&self, remote: SocketAddr) -> Option<IpAddr> {
+        let now = Instant::now();
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((local, at)) = cache.get(&remote.ip()) {
+            if now.duration_since(*at) < LOCAL_ADDRESS_TTL {
+                return *local;
+            }
+        }
+        let local = route_source(remote);
+        // Bounded: only configured and pool associations are looked up.
+        if cache.len() > 1024 {
+            cache.clear();
+        }
+        cache.insert(remote.ip(), (local, now));
+        local
+    }
+}
+
+fn route_source(remote: SocketAddr) -> Option<IpAddr> {
+    let any: SocketAddr = if remote.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let s = UdpSocket::bind(any).ok()?;
+    s.connect(remote).ok()?;
+    Some(s.local_addr().ok()?.ip()).filter(|ip| !ip.is_unspecified())
+}
+
+/// The peer variables of one association (`dstadr` unspecified: [`add_network`] fills
+/// it in).
 pub fn association_variables(a: &Association, status: SelectStatus) -> PeerVariables {
     let s = &a.source;
     let info = s.info();
@@ -62,7 +117,7 @@ pub fn association_variables(a: &Association, status: SelectStatus) -> PeerVaria
         dstadr: if a.addr.is_ipv4() {
             IpAddr::V4(Ipv4Addr::UNSPECIFIED)
         } else {
-            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
         },
         dstport: 0,
         leap: info.map_or(3, |i| i.leap.to_bits()),
@@ -92,12 +147,14 @@ pub fn association_variables(a: &Association, status: SelectStatus) -> PeerVaria
 
 /// Add the core's associations to `snapshot`; when a network source is the system peer,
 /// it takes over the system variables' peer, source and discipline fields.
-pub fn add_network(snapshot: &mut ControlSnapshot, core: &SyncCore) {
+pub fn add_network(snapshot: &mut ControlSnapshot, core: &SyncCore, locals: &LocalAddresses) {
     let sys = core.system();
     for a in core.associations() {
-        snapshot
-            .peers
-            .push(association_variables(a, core.status_of(a.id)));
+        let mut vars = association_variables(a, core.status_of(a.id));
+        if let Some(local) = locals.lookup(a.addr) {
+            vars.dstadr = local;
+        }
+        snapshot.peers.push(vars);
     }
     let Some(peer) = sys.system_peer else { return };
     if sys.leap == meridian_proto::LeapIndicator::Unsynchronized {
@@ -120,4 +177,19 @@ pub fn add_network(snapshot: &mut ControlSnapshot, core: &SyncCore) {
     system.clk_jitter = d.jitter;
     system.clk_wander = d.wander_ppm;
     system.tc = sys.poll;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_address_is_the_routes_source() {
+        let locals = LocalAddresses::new();
+        let lo: SocketAddr = "127.0.0.1:123".parse().unwrap();
+        assert_eq!(locals.lookup(lo), Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        // Cached: the same answer without asking again.
+        assert_eq!(locals.lookup(lo), Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(locals.cache.lock().unwrap().len(), 1);
+    }
 }

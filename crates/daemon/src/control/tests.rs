@@ -6,11 +6,16 @@ use std::net::{IpAddr, SocketAddr};
 use meridian_conf::restrict::RestrictFlags;
 use meridian_conf::{parse_str, MemorySource};
 use meridian_proto::control::{
-    opcode, ControlHeader, ErrorCode, VarList, HEADER_LEN, MAX_FRAGMENT_LEN,
+    mac_offset, opcode, ControlHeader, ErrorCode, VarList, HEADER_LEN, MAX_FRAGMENT_LEN,
 };
 use meridian_proto::{NtpTimestamp, PeerStatus, Reassembly, SystemStatus};
 
-use super::handler::MAX_UNVERIFIED_FRAGMENTS;
+use meridian_auth::{parse_keys, KeyStore};
+
+use super::auth::MAX_SIGNED_FRAGMENT_LEN;
+use super::handler::{
+    CONFIG_NOMODIFY, CONFIG_UNSUPPORTED, MAX_UNVERIFIED_FRAGMENTS, SAVECONFIG_NO_DIR,
+};
 use super::*;
 use crate::reference::LocalReference;
 
@@ -104,21 +109,44 @@ fn ask_with(
     mru: &[MruEntry],
     key: &NonceKey,
 ) -> Answer {
+    ask_keyed(data, from, flags, mru, key, &KeyStore::default(), None)
+}
+
+fn ask_keyed(
+    data: &[u8],
+    from: &str,
+    flags: RestrictFlags,
+    mru: &[MruEntry],
+    key: &NonceKey,
+    keys: &KeyStore,
+    control_key: Option<u16>,
+) -> Answer {
     let snap = snapshot();
     let mru = mru.to_vec();
+    let restrict = parse_str(
+        "t.conf",
+        "restrict default nomodify notrap\nrestrict 10.0.0.0 mask 255.255.255.0 kod limited\n\
+         restrict -6 default noquery\n",
+        &MemorySource::new(),
+    )
+    .unwrap()
+    .restrict;
     let env = ControlEnv {
+        restrict: &restrict,
         flags,
         snapshot: &snap,
         mru: &mru,
         nonce: key,
         now: now(),
+        keys,
+        control_key,
     };
     let mut fragments = Vec::new();
     let source: SocketAddr = from.parse().unwrap();
     let outcome = handle_request(data, source, &env, &mut |f| fragments.push(f.to_vec()));
     for f in &fragments {
         assert!(
-            f.len() <= MAX_FRAGMENT_LEN && f.len() % 4 == 0,
+            f.len() <= MAX_SIGNED_FRAGMENT_LEN && f.len() % 4 == 0,
             "fragment of {} octets",
             f.len()
         );
@@ -511,6 +539,234 @@ fn oversized_variable_lists_are_refused_not_amplified() {
     let a = ask(&request(opcode::READVAR, 0, &list));
     assert_eq!(a.outcome, ControlOutcome::Refused(ErrorCode::Unspecified));
     assert_eq!(a.fragments.len(), 1);
+}
+
+/// Keys 1 (MD5) and 2 (SHA-1) trusted, 3 (MD5) defined but not trusted.
+fn test_keys() -> KeyStore {
+    let parsed = parse_keys(
+        "1 MD5 controlpw\n2 SHA1 0123456789abcdef0123456789abcdef01234567\n3 MD5 other\n",
+        "k",
+    );
+    KeyStore::new(parsed.into_result().unwrap(), [1, 2])
+}
+
+/// A request signed as ntpq signs it: padded to eight octets, then key id and digest.
+fn signed(keys: &KeyStore, key: u32, op: u8, assoc: u16, data: &str) -> Vec<u8> {
+    let mut b = request(op, assoc, data);
+    let len = mac_offset(b.len());
+    b.resize(len + 24, 0);
+    let n = keys.sign_in_place(&mut b, len, key).unwrap();
+    b.truncate(n);
+    b
+}
+
+/// Ask with [`test_keys`], `controlkey 1`, from 127.0.0.1.
+fn ask_auth(data: &[u8], flags: RestrictFlags) -> Answer {
+    ask_keyed(
+        data,
+        "127.0.0.1:40000",
+        flags,
+        &[],
+        &NonceKey::new(),
+        &test_keys(),
+        Some(1),
+    )
+}
+
+/// The key id of a fragment's MAC, after checking its digest covers everything before
+/// it: the header alone for errors, header and data padded to eight otherwise.
+fn mac_key(keys: &KeyStore, fragment: &[u8]) -> Option<u32> {
+    let h = ControlHeader::decode(fragment).unwrap();
+    let body = if h.error {
+        HEADER_LEN
+    } else {
+        mac_offset(HEADER_LEN + usize::from(h.count))
+    };
+    let mac = fragment.get(body..).filter(|m| !m.is_empty())?;
+    let key = u32::from_be_bytes(mac[..4].try_into().unwrap());
+    let mut expected = [0u8; 24];
+    let n = keys.sign(&fragment[..body], key, &mut expected).unwrap();
+    assert_eq!(mac, &expected[..n], "MAC of a fragment");
+    Some(key)
+}
+
+#[test]
+fn writes_need_the_control_key() {
+    let keys = test_keys();
+    let leap = |key: u32| signed(&keys, key, opcode::WRITEVAR, 0, "leap=0");
+    // Unauthenticated: permission, unsigned.
+    let a = ask_auth(
+        &request(opcode::WRITEVAR, 0, "leap=0"),
+        RestrictFlags::empty(),
+    );
+    assert_eq!(a.outcome, ControlOutcome::Refused(ErrorCode::Permission));
+    assert_eq!(a.fragments[0].len(), HEADER_LEN);
+    // A trusted key that is not the controlkey: permission, signed with that key.
+    let a = ask_auth(&leap(2), RestrictFlags::empty());
+    assert_eq!(a.outcome, ControlOutcome::Refused(ErrorCode::Permission));
+    assert_eq!(mac_key(&keys, &a.fragments[0]), Some(2));
+    // A forged MAC for the controlkey, or an untrusted key: permission, unsigned.
+    let mut forged = leap(1);
+    forged[13] ^= 1;
+    let other = KeyStore::new(parse_keys("3 MD5 other\n", "k").into_result().unwrap(), [3]);
+    for bad in [forged, signed(&other, 3, opcode::WRITEVAR, 0, "leap=0")] {
+        let a = ask_auth(&bad, RestrictFlags::empty());
+        assert_eq!(a.outcome, ControlOutcome::Refused(ErrorCode::Permission));
+        assert_eq!(a.fragments[0].len(), HEADER_LEN, "unsigned");
+    }
+    // The controlkey from a nomodify host, or with no controlkey configured.
+    let a = ask_auth(&leap(1), RestrictFlags::NOMODIFY);
+    assert_eq!(a.outcome, ControlOutcome::Refused(ErrorCode::Permission));
+    assert_eq!(mac_key(&keys, &a.fragments[0]), Some(1));
+    let a = ask_keyed(
+        &leap(1),
+        "127.0.0.1:1",
+        RestrictFlags::empty(),
+        &[],
+        &NonceKey::new(),
+        &keys,
+        None,
+    );
+    assert_eq!(a.outcome, ControlOutcome::Refused(ErrorCode::Permission));
+}
+
+#[test]
+fn authorized_writes_get_ntpds_answers() {
+    let keys = test_keys();
+    let write = |assoc: u16, data: &str| {
+        let a = ask_auth(
+            &signed(&keys, 1, opcode::WRITEVAR, assoc, data),
+            RestrictFlags::empty(),
+        );
+        assert_eq!(mac_key(&keys, &a.fragments[0]), Some(1), "{data}");
+        a.outcome
+    };
+    let refused = ControlOutcome::Refused;
+    assert_eq!(write(0, "leap=0"), refused(ErrorCode::Unspecified));
+    assert_eq!(write(0, "leap=3"), refused(ErrorCode::Unspecified));
+    assert_eq!(write(0, "leap=4"), refused(ErrorCode::BadValue));
+    assert_eq!(write(0, "leap"), refused(ErrorCode::BadFormat));
+    assert_eq!(write(0, "leap=x"), refused(ErrorCode::BadFormat));
+    assert_eq!(write(0, "stratum=1"), refused(ErrorCode::Permission));
+    assert_eq!(write(0, "nonesuch=1"), refused(ErrorCode::UnknownVariable));
+    assert_eq!(
+        write(0, "nonesuch=1,leap=0"),
+        refused(ErrorCode::UnknownVariable)
+    );
+    assert_eq!(write(ASSOC, "hpoll=4"), refused(ErrorCode::Permission));
+    // Nothing to write: success, with the system status.
+    assert_eq!(write(0, ""), ControlOutcome::Answered { fragments: 1 });
+    let a = ask_auth(
+        &signed(&keys, 1, opcode::WRITEVAR, 0, ""),
+        RestrictFlags::empty(),
+    );
+    assert_eq!(
+        SystemStatus::from_word(a.header().status).describe(),
+        "leap_none, sync_local, 1 event, clock_sync"
+    );
+    // Clock variables are never writable.
+    let a = ask_auth(
+        &signed(&keys, 1, opcode::WRITECLOCK, ASSOC, "x=1"),
+        RestrictFlags::empty(),
+    );
+    assert_eq!(a.outcome, refused(ErrorCode::Permission));
+}
+
+#[test]
+fn config_and_saveconfig_answer_in_text_like_ntpd() {
+    let keys = test_keys();
+    let config = signed(&keys, 1, opcode::CONFIGURE, 0, "restrict 10.0.0.1");
+    let a = ask_auth(&config, RestrictFlags::empty());
+    assert_eq!(a.text(), format!("{CONFIG_UNSUPPORTED}\r\n"));
+    assert_eq!(mac_key(&keys, &a.fragments[0]), Some(1));
+    let a = ask_auth(&config, RestrictFlags::NOMODIFY);
+    assert_eq!(a.text(), format!("{CONFIG_NOMODIFY}\r\n"));
+    let a = ask_auth(
+        &signed(&keys, 1, opcode::CONFIGURE, ASSOC, "x"),
+        RestrictFlags::empty(),
+    );
+    assert_eq!(a.outcome, ControlOutcome::Refused(ErrorCode::BadValue));
+    let a = ask_auth(
+        &request(opcode::CONFIGURE, 0, "restrict 10.0.0.1"),
+        RestrictFlags::empty(),
+    );
+    assert_eq!(a.outcome, ControlOutcome::Refused(ErrorCode::Permission));
+    let a = ask_auth(
+        &signed(&keys, 1, opcode::SAVECONFIG, 0, "x.conf"),
+        RestrictFlags::empty(),
+    );
+    assert_eq!(a.text(), format!("{SAVECONFIG_NO_DIR}\r\n"));
+    // Ordered lists: the restrict table to the controlkey; no interface list.
+    let a = ask_auth(
+        &signed(&keys, 1, opcode::READ_ORDLIST_A, 0, "addr_restrictions"),
+        RestrictFlags::empty(),
+    );
+    assert_eq!(
+        a.text(),
+        // `restrict default` covers both families; `-6 default` adds to it, as in ntpd.
+        "addr.0=10.0.0.0, mask.0=255.255.255.0, flags.0=limited kod,\r\n\
+         addr.1=0.0.0.0, mask.1=0.0.0.0, flags.1=nomodify notrap, addr.2=::,\r\n\
+         mask.2=::, flags.2=noquery nomodify notrap\r\n"
+    );
+    assert_eq!(mac_key(&keys, &a.fragments[0]), Some(1));
+    for list in ["ifstats", ""] {
+        let a = ask_auth(
+            &signed(&keys, 1, opcode::READ_ORDLIST_A, 0, list),
+            RestrictFlags::empty(),
+        );
+        assert_eq!(
+            a.outcome,
+            ControlOutcome::Refused(ErrorCode::UnknownVariable)
+        );
+    }
+    let a = ask_auth(
+        &signed(&keys, 2, opcode::READ_ORDLIST_A, 0, "addr_restrictions"),
+        RestrictFlags::empty(),
+    );
+    assert_eq!(a.outcome, ControlOutcome::Refused(ErrorCode::Permission));
+}
+
+#[test]
+fn traps_are_refused_even_with_the_control_key() {
+    let keys = test_keys();
+    for flags in [RestrictFlags::empty(), RestrictFlags::NOTRAP] {
+        let a = ask_auth(&signed(&keys, 1, opcode::SETTRAP, 0, ""), flags);
+        assert_eq!(a.outcome, ControlOutcome::Refused(ErrorCode::Permission));
+        let a = ask_auth(&request(opcode::SETTRAP, 0, ""), flags);
+        assert_eq!(a.outcome, ControlOutcome::Refused(ErrorCode::Permission));
+    }
+}
+
+#[test]
+fn every_fragment_of_an_authenticated_read_is_signed() {
+    let keys = test_keys();
+    // Any trusted key may read; the answer comes signed with it.
+    let a = ask_auth(
+        &signed(&keys, 2, opcode::READVAR, ASSOC, ""),
+        RestrictFlags::empty(),
+    );
+    assert!(
+        a.fragments.len() >= 2,
+        "want a multi-fragment answer, got {}",
+        a.fragments.len()
+    );
+    for f in &a.fragments {
+        assert_eq!(mac_key(&keys, f), Some(2));
+        let h = ControlHeader::decode(f).unwrap();
+        assert_eq!(f.len(), mac_offset(HEADER_LEN + usize::from(h.count)) + 24);
+    }
+    let unsigned = ask_auth(&request(opcode::READVAR, ASSOC, ""), RestrictFlags::empty());
+    assert_eq!(a.text(), unsigned.text());
+    assert!(unsigned
+        .fragments
+        .iter()
+        .all(|f| mac_key(&keys, f).is_none()));
+    // A failed MAC still gets its (unsigned) answer to a read, as from ntpd.
+    let mut bad = signed(&keys, 2, opcode::READVAR, 0, "stratum");
+    *bad.last_mut().unwrap() ^= 1;
+    let a = ask_auth(&bad, RestrictFlags::empty());
+    assert_eq!(a.var("stratum").as_deref(), Some("11"));
+    assert_eq!(mac_key(&keys, &a.fragments[0]), None);
 }
 
 proptest::proptest! {

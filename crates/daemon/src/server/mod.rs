@@ -55,6 +55,8 @@ pub struct ServePolicy {
     pub keys: meridian_auth::KeyStore,
     /// The NTS server side, when `nts enable` is configured.
     pub nts: Option<meridian_nts::NtsServer>,
+    /// `controlkey N`: the key whose mode 6 requests may write (none: nobody's).
+    pub control_key: Option<u16>,
 }
 
 /// What still has to be done to a queued datagram just before the batch goes out.
@@ -220,7 +222,7 @@ impl Worker {
             }
             drop(clients);
             if !pending.is_empty() {
-                replied += self.answer_control(&mut pending, &state, &policy.restrict, &mut tx);
+                replied += self.answer_control(&mut pending, &state, &policy, &mut tx);
             }
             let c = &self.counters;
             c.received.fetch_add(n as u64, Ordering::Relaxed);
@@ -239,11 +241,11 @@ impl Worker {
         &self,
         pending: &mut Vec<PendingControl>,
         state: &ServingState,
-        restrict: &RestrictTable,
+        policy: &ServePolicy,
         tx: &mut SendBatch,
     ) -> u64 {
         let snapshot = self.control.load();
-        let mru = self.control.tables.view(restrict);
+        let mru = self.control.tables.view(&policy.restrict);
         let mut sent = 0u64;
         for request in pending.drain(..) {
             let env = ControlEnv {
@@ -251,6 +253,9 @@ impl Worker {
                 snapshot: &snapshot,
                 mru: &mru,
                 nonce: &self.control.nonce,
+                keys: &policy.keys,
+                control_key: policy.control_key,
+                restrict: &policy.restrict,
                 now: state.served(meridian_os::read_realtime()),
             };
             handle_request(&request.data, request.source, &env, &mut |fragment| {

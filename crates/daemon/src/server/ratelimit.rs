@@ -8,6 +8,10 @@
 //! dropped without a KoD until the client has drained its bucket, so a flood cannot turn
 //! the server into a KoD cannon.
 //!
+//! Like ntpd's, the table has one entry per address (a client cannot dodge its limit by
+//! changing ports, as a cron'ed `ntpdate` does each run) and remembers the source port of
+//! its latest packet, which `ntpq -c mrulist` shows as `rport`.
+//!
 //! The table is bounded (`mru maxdepth`): when full, the least recently seen client is
 //! evicted. Lookups and updates are O(1), and once built the table never allocates, so
 //! the serving hot path stays allocation-free. Times are seconds on a monotonic scale
@@ -52,6 +56,8 @@ pub struct Verdict {
 pub struct ClientEntry {
     /// The client's address.
     pub addr: IpAddr,
+    /// Source port of its latest packet.
+    pub port: u16,
     /// Time of the first packet seen.
     pub first: f64,
     /// Time of the last packet seen.
@@ -111,8 +117,9 @@ impl ClientTable {
         self.limits
     }
 
-    /// Record a packet from `addr` at time `now` and say whether it is over the limit.
-    pub fn observe(&mut self, addr: IpAddr, now: f64, mode_version: u8) -> Verdict {
+    /// Record a packet from `addr`, source port `port`, at time `now` and say whether it
+    /// is over the limit.
+    pub fn observe(&mut self, addr: IpAddr, port: u16, now: f64, mode_version: u8) -> Verdict {
         let head = f64::from(1u32 << self.limits.average_log2.min(16));
         let limit = BURST * head;
         let slot = match self.index.get(&addr) {
@@ -122,7 +129,9 @@ impl ClientTable {
             }
             None => {
                 let slot = self.insert(addr, now);
-                self.slots[slot as usize].mode_version = mode_version;
+                let e = &mut self.slots[slot as usize];
+                e.mode_version = mode_version;
+                e.port = port;
                 return Verdict {
                     over_limit: false,
                     kod_allowed: false,
@@ -135,6 +144,7 @@ impl ClientTable {
         e.last = now;
         e.count += 1;
         e.mode_version = mode_version;
+        e.port = port;
         e.leak = (e.leak - interval).max(0.0);
         let with_packet = e.leak + head;
         // Grace of one second on the minimum spacing and two on the headway, as ntpd
@@ -175,6 +185,7 @@ impl ClientTable {
     fn insert(&mut self, addr: IpAddr, now: f64) -> u32 {
         let entry = ClientEntry {
             addr,
+            port: 0,
             first: now,
             last: now,
             count: 1,
@@ -254,7 +265,7 @@ mod tests {
     fn polite_client_is_never_limited() {
         let mut t = ClientTable::new(16, RateLimits::default());
         for i in 0..1000 {
-            let v = t.observe(ip(1), i as f64 * 64.0, 0x23);
+            let v = t.observe(ip(1), 123, i as f64 * 64.0, 0x23);
             assert!(!v.over_limit, "packet {i}");
         }
         assert_eq!(t.iter_recent().next().unwrap().count, 1000);
@@ -264,7 +275,7 @@ mod tests {
     fn burst_faster_than_minimum_is_limited_and_kod_is_rationed() {
         let mut t = ClientTable::new(16, RateLimits::default());
         let verdicts: Vec<Verdict> = (0..10)
-            .map(|i| t.observe(ip(1), i as f64 * 0.01, 0x23))
+            .map(|i| t.observe(ip(1), 123, i as f64 * 0.01, 0x23))
             .collect();
         assert!(!verdicts[0].over_limit);
         assert!(verdicts[1..].iter().all(|v| v.over_limit));
@@ -272,17 +283,20 @@ mod tests {
         assert_eq!(verdicts.iter().filter(|v| v.kod_allowed).count(), 1);
         // Still banned, without another KoD, while the bucket is past the limit
         // (the KoD left it at limit + head = 72 s of headway).
-        let v = t.observe(ip(1), 5.0, 0x23);
+        let v = t.observe(ip(1), 123, 5.0, 0x23);
         assert!(v.over_limit && !v.kod_allowed);
         // Once drained below the limit, the client is served again.
-        assert!(!t.observe(ip(1), 30.0, 0x23).over_limit);
+        assert!(!t.observe(ip(1), 123, 30.0, 0x23).over_limit);
     }
 
     #[test]
     fn ntpdate_style_one_second_spacing_is_allowed_for_a_few_samples() {
         let mut t = ClientTable::new(16, RateLimits::default());
         for i in 0..8 {
-            assert!(!t.observe(ip(3), i as f64, 0x23).over_limit, "sample {i}");
+            assert!(
+                !t.observe(ip(3), 123, i as f64, 0x23).over_limit,
+                "sample {i}"
+            );
         }
     }
 
@@ -292,7 +306,7 @@ mod tests {
         // the bucket overflows.
         let mut t = ClientTable::new(4, RateLimits::default());
         let first_limited = (0..100)
-            .position(|i| t.observe(ip(2), i as f64 * 3.0, 0x23).over_limit)
+            .position(|i| t.observe(ip(2), 123, i as f64 * 3.0, 0x23).over_limit)
             .expect("a client sending every 3 s must eventually be limited");
         assert!(
             first_limited > 5,
@@ -304,25 +318,37 @@ mod tests {
     fn lru_eviction_keeps_table_bounded_and_recent_clients() {
         let mut t = ClientTable::new(3, RateLimits::default());
         for n in 0..3 {
-            t.observe(ip(n), n as f64, 0x23);
+            t.observe(ip(n), 123, n as f64, 0x23);
         }
         // Touch client 0 so client 1 becomes least recent.
-        t.observe(ip(0), 10.0, 0x23);
-        t.observe(ip(7), 11.0, 0x23);
+        t.observe(ip(0), 123, 10.0, 0x23);
+        t.observe(ip(7), 123, 11.0, 0x23);
         assert_eq!(t.len(), 3);
         let addrs: Vec<IpAddr> = t.iter_recent().map(|e| e.addr).collect();
         assert_eq!(addrs, vec![ip(7), ip(0), ip(2)]);
         // A returning evicted client starts afresh.
-        let v = t.observe(ip(1), 12.0, 0x23);
+        let v = t.observe(ip(1), 123, 12.0, 0x23);
         assert!(!v.over_limit);
         assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn one_entry_per_address_with_the_latest_port() {
+        let mut t = ClientTable::new(8, RateLimits::default());
+        t.observe(ip(1), 40000, 0.0, 0x23);
+        t.observe(ip(1), 40001, 64.0, 0x1b);
+        let e = t.iter_recent().next().unwrap();
+        assert_eq!(
+            (t.len(), e.port, e.count, e.mode_version),
+            (1, 40001, 2, 0x1b)
+        );
     }
 
     #[test]
     fn table_never_grows_past_capacity() {
         let mut t = ClientTable::new(100, RateLimits::default());
         for n in 0..10_000 {
-            t.observe(ip(n), n as f64, 0x23);
+            t.observe(ip(n), 123, n as f64, 0x23);
         }
         assert_eq!(t.len(), 100);
         assert_eq!(t.iter_recent().count(), 100);

@@ -137,7 +137,7 @@ pub fn respond(
     let mode_bits = request.mode.to_bits();
     let mode_version = (request.version << 3) | mode_bits;
     let flags = restrict.lookup(source.ip());
-    let verdict = clients.observe(source.ip(), now, mode_version);
+    let verdict = clients.observe(source.ip(), source.port(), now, mode_version);
     let rate_limited = verdict.over_limit;
     let verification = keys.verify(datagram);
     if verification == Verification::Malformed {
@@ -246,7 +246,7 @@ fn control(
     if flags.contains(RestrictFlags::IGNORE) {
         return Outcome::Drop(DropReason::Restricted);
     }
-    clients.observe(source.ip(), now, first & 0x3f);
+    clients.observe(source.ip(), source.port(), now, first & 0x3f);
     match decide(flags, PacketMode::Control, (first >> 3) & 7, false, false) {
         Decision::Answer => Outcome::Control { flags },
         Decision::Drop | Decision::Kod(_) => Outcome::Drop(DropReason::Restricted),
