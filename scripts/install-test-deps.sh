@@ -17,7 +17,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NTPSEC_DIR=${MERIDIAN_NTPSEC_DIR:-$ROOT/target/ntpsec}
 PACKAGES=(chrony ntpsec-ntpdate ntpstat iproute2 util-linux python3 python3-ntp
-          libbsd0 libcap2 libssl3)
+          libbsd0 libcap2 libssl3
+          chromium fonts-dejavu-core)  # tests/web_status.rs: headless browser, and a font
 
 log() { echo "install-test-deps: $*" >&2; }
 

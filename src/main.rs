@@ -16,6 +16,8 @@ commands:
   ntpdate   query servers once and set the clock (classic ntpdate flags)
   ntpq      query a daemon over mode 6 (classic ntpq commands: -p, -c rv, ...)
   ntpstat   show whether the local daemon is synchronised
+  status    the local daemon's state and sources, like chronyc tracking + sources
+            (--json for scripts; --port P; a host other than 127.0.0.1)
   keygen    write a symmetric key file (ntp.keys format) to standard output
   nts-certs DIR NAME...  make a test CA and an NTS server certificate
 
@@ -28,6 +30,7 @@ fn run_tool(name: &str, args: Vec<OsString>) -> Option<ExitCode> {
         "ntpdate" => Some(meridian_tools::ntpdate::main(args)),
         "ntpq" => Some(meridian_tools::ntpq::main(args)),
         "ntpstat" => Some(meridian_tools::ntpstat::main(args)),
+        "status" => Some(meridian_tools::status::main(args)),
         "keygen" => Some(meridian_tools::keygen::main(args)),
         "nts-certs" => Some(meridian_tools::ntscerts::main(args)),
         _ => None,

@@ -26,8 +26,10 @@
 //! goes to loopback or to namespaces created by the test.
 #![allow(dead_code)]
 
+pub mod attacks;
 pub mod auth;
 pub mod control;
+pub mod ops;
 pub mod relay;
 pub mod sync;
 

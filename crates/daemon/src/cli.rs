@@ -56,4 +56,8 @@ pub struct Args {
     /// Serving worker threads (each with its own SO_REUSEPORT socket); default one per CPU.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// Serve Prometheus metrics (/metrics) and the status page (/) over HTTP on
+    /// ADDR:PORT, e.g. 127.0.0.1:9975 (overrides `metrics` in ntp.conf).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 }

@@ -11,9 +11,11 @@ pub mod cli;
 pub mod control;
 pub mod listen;
 pub mod logging;
+pub mod metrics;
 pub mod nts;
 pub mod reference;
 pub mod server;
+pub mod service;
 pub mod state;
 pub mod stats;
 pub mod sync;
@@ -134,8 +136,10 @@ pub fn load_keys(config: &Config) -> meridian_auth::KeyStore {
 }
 
 fn serve_policy(config: &Config, nts: Option<&nts::NtsService>) -> ServePolicy {
+    let keys = load_keys(config);
     ServePolicy {
-        keys: load_keys(config),
+        control_key: control::auth::control_key(config, &keys),
+        keys,
         nts: nts.map(nts::NtsService::server),
         restrict: config.restrict.clone(),
         limits: RateLimits {
@@ -207,6 +211,15 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
     if sockets.is_empty() {
         return Err("no address to listen on".into());
     }
+    // The metrics listener is bound now, so a busy port is reported on the terminal;
+    // its threads start after the fork.
+    let metrics_listener = match args.metrics.or(config.metrics) {
+        Some(addr) => Some(
+            metrics::MetricsListener::bind(addr)
+                .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     // Detach only now, so that bad configuration and busy ports are still reported on
     // the terminal, and before any thread exists, as fork requires.
     if !args.foreground {
@@ -250,6 +263,17 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
             std::thread::spawn(move || worker.run())
         })
         .collect();
+    let _metrics = match metrics_listener {
+        Some(listener) => Some(
+            listener
+                .start(metrics::Sources {
+                    control: control.shared.clone(),
+                    counters: counters.clone(),
+                })
+                .map_err(|e| format!("cannot start the metrics listener: {e}"))?,
+        ),
+        None => None,
+    };
 
     let terminate = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
@@ -274,9 +298,15 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
         }
     );
 
+    // Sockets are bound and served: tell systemd (Type=notify) start-up is done.
+    service::notify(service::READY);
+    let mut watchdog = service::Watchdog::from_env();
     let mut reference = reference;
     let mut result = Ok(());
     while !terminate.load(Ordering::Relaxed) {
+        if let Some(w) = &mut watchdog {
+            w.tick();
+        }
         if sync.turn(Duration::from_millis(200)) == LoopEvent::Panic {
             result = Err(panic_message(&config));
             break;
@@ -309,6 +339,7 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
             control.publish(&reference, &state.server, sync.core());
         }
     }
+    service::notify(service::STOPPING);
     sync.save_drift();
     tracing::info!(
         "exiting on signal: {} received, {} replies, {} KoDs, {} dropped",

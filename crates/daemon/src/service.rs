@@ -127,7 +127,10 @@ impl Watchdog {
     /// since the last ping (or on the first call). Returns whether it pinged.
     pub fn tick(&mut self) -> bool {
         let now = Instant::now();
-        if self.last.is_some_and(|t| now.duration_since(t) < self.every) {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < self.every)
+        {
             return false;
         }
         self.last = Some(now);

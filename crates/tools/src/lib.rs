@@ -13,3 +13,4 @@ pub mod ntpq;
 pub mod ntpstat;
 pub mod ntscerts;
 mod query;
+pub mod status;

@@ -12,7 +12,7 @@
 //!   (`408`), and a write timeout for the response.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -256,7 +256,8 @@ fn handle_connection(stream: &mut TcpStream, handler: &Handler) -> io::Result<()
             Ok(req) => {
                 let head_only = req.method == "HEAD";
                 let resp = handler(&req);
-                return write_response(stream, &resp, head_only);
+                write_response(stream, &resp, head_only)?;
+                return stream.shutdown(Shutdown::Write);
             }
             Err(resp) => resp,
         },
@@ -264,7 +265,30 @@ fn handle_connection(stream: &mut TcpStream, handler: &Handler) -> io::Result<()
         Err(ReadError::Timeout) => Response::error(408, "request timeout"),
         Err(ReadError::Closed) => return Ok(()),
     };
-    write_response(stream, &response, false)
+    write_response(stream, &response, false)?;
+    linger(stream);
+    Ok(())
+}
+
+/// Close after an error response to a request that was not read to its end: stop
+/// sending, then read and discard what the client still sends (briefly, and a bounded
+/// amount). Closing with unread data would make the kernel send a reset, which can
+/// destroy the response before the client has read it.
+fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut buf = [0u8; 4096];
+    let mut left = 64 * 1024usize;
+    while left > 0 {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if wait.is_zero() || stream.set_read_timeout(Some(wait)).is_err() {
+            return;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
 }
 
 fn write_response(stream: &mut impl Write, resp: &Response, head_only: bool) -> io::Result<()> {
@@ -334,11 +358,17 @@ mod tests {
         assert!(r.contains("Content-Length: 6\r\n"), "{r}");
         assert!(r.ends_with("\r\n\r\nhi you"), "{r}");
         let r = request(addr, b"HEAD /hello HTTP/1.0\r\n\r\n");
-        assert!(r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\n"), "{r}");
+        assert!(
+            r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\n"),
+            "{r}"
+        );
         let r = request(addr, b"GET /nope HTTP/1.1\r\n\r\n");
         assert!(r.starts_with("HTTP/1.1 404 "), "{r}");
         let r = request(addr, b"POST /hello HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
-        assert!(r.starts_with("HTTP/1.1 405 ") && r.contains("Allow: GET, HEAD"), "{r}");
+        assert!(
+            r.starts_with("HTTP/1.1 405 ") && r.contains("Allow: GET, HEAD"),
+            "{r}"
+        );
         let r = request(addr, b"GET http://x/hello HTTP/1.1\r\n\r\n");
         assert!(r.starts_with("HTTP/1.1 400 "), "{r}");
         let r = request(addr, b"GET /hello SPDY/3\r\n\r\n");
@@ -358,7 +388,10 @@ mod tests {
 
     #[test]
     fn heads_end_at_the_blank_line() {
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nbody"), Some(24));
+        assert_eq!(
+            find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nbody"),
+            Some(24)
+        );
         assert_eq!(find_head_end(b"GET / HTTP/1.1\n\n"), Some(16));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n"), None);
     }
@@ -391,7 +424,10 @@ mod tests {
     #[test]
     fn request_lines_parse() {
         let r = parse_request(b"GET /api/history?since=12.5&x=1 HTTP/1.1\r\n\r\n").unwrap();
-        assert_eq!((r.path.as_str(), r.query_param("since")), ("/api/history", Some("12.5")));
+        assert_eq!(
+            (r.path.as_str(), r.query_param("since")),
+            ("/api/history", Some("12.5"))
+        );
         assert_eq!(r.query_param("y"), None);
         assert_eq!(parse_request(b"GET  / HTTP/1.1").unwrap_err().status, 400);
         assert_eq!(parse_request(b"\xff\xfe").unwrap_err().status, 400);

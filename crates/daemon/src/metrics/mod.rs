@@ -377,8 +377,20 @@ pub(crate) mod testdata {
         ControlSnapshot {
             system,
             peers: vec![
-                peer(100, [192, 0, 2, 1], 123, PeerSelect::SysPeer, Some("ntp1.example")),
-                peer(101, [127, 127, 1, 0], 123, PeerSelect::Candidate, Some("LOCAL(0)")),
+                peer(
+                    100,
+                    [192, 0, 2, 1],
+                    123,
+                    PeerSelect::SysPeer,
+                    Some("ntp1.example"),
+                ),
+                peer(
+                    101,
+                    [127, 127, 1, 0],
+                    123,
+                    PeerSelect::Candidate,
+                    Some("LOCAL(0)"),
+                ),
                 peer(102, [192, 0, 2, 1], 10123, PeerSelect::Falsetick, None),
             ],
         }
