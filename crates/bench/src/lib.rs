@@ -5,7 +5,8 @@
 //! * `loadgen` offers NTP client requests to a server at a fixed rate (or as fast as it
 //!   can) from many loopback source addresses, validates every reply against the request
 //!   it answers, and reports replies per second, loss, latency percentiles and, for a
-//!   watched server process, CPU time per reply and memory.
+//!   watched server process, CPU time per reply and memory. With `--nts` it runs NTS-KE
+//!   first and sends NTS-protected requests, checking every reply's authenticator ([`nts`]).
 //! * `udp-echo` answers the same requests with no NTP logic at all, batched: the physical
 //!   limit of this kernel's UDP path, against which servers are compared.
 //! * `benches/hotpath.rs` times the pieces of the daemon's per-packet work in isolation.
@@ -15,5 +16,6 @@
 #![warn(missing_docs)]
 
 pub mod ntp;
+pub mod nts;
 pub mod stats;
 pub mod sys;

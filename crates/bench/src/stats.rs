@@ -32,7 +32,17 @@ pub fn process_cpu_ns(pid: u32) -> Option<u64> {
     schedstat_ns(pid).or_else(|| stat_cpu_ns(pid))
 }
 
+/// Time all threads of `pid` spent runnable but waiting for a CPU (the second field of
+/// `schedstat`), in nanoseconds: how much other work on its CPU held it up.
+pub fn process_wait_ns(pid: u32) -> Option<u64> {
+    schedstat_field(pid, 1)
+}
+
 fn schedstat_ns(pid: u32) -> Option<u64> {
+    schedstat_field(pid, 0)
+}
+
+fn schedstat_field(pid: u32, field: usize) -> Option<u64> {
     let mut total = 0u64;
     let mut any = false;
     for task in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
@@ -40,7 +50,7 @@ fn schedstat_ns(pid: u32) -> Option<u64> {
         let Ok(text) = fs::read_to_string(path) else {
             continue;
         };
-        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+        total += text.split_whitespace().nth(field)?.parse::<u64>().ok()?;
         any = true;
     }
     any.then_some(total)

@@ -17,6 +17,13 @@
 //! requests are lost. Drops in the load generator's own socket buffers are reported
 //! separately (`SO_RXQ_OVFL`), so they are not blamed on the server.
 //!
+//! With `--nts KE_ADDR`, it first runs NTS-KE (RFC 8915) with that server (`--nts-sessions`
+//! exchanges, by default one per socket, at most 64), fills each session's cookie jar to
+//! `--nts-cookies` with unmeasured requests, then sends NTS-protected requests (a fresh
+//! Unique Identifier, a cookie never sent before, the authenticator); a reply counts only
+//! if `NtsClientState::process_response` accepts it (UID, first answer, authenticator
+//! under S2C), and its fresh cookie goes back into the jar. See `meridian_bench::nts`.
+//!
 //! With `--watch-pid`, the server's CPU time over the run and its memory are read from
 //! `/proc`. The last line printed is the machine-readable summary: `RESULT key=value ...`.
 #![warn(missing_docs)]
@@ -24,13 +31,16 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use meridian_bench::ntp::{self, ReplyKind};
+use meridian_bench::nts::{Ask, InFlight, Sessions};
 use meridian_bench::{stats, sys};
+use meridian_nts::{NtsError, TrustAnchors, UID_LEN};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -102,6 +112,26 @@ struct Args {
     /// Seed for the transmit timestamps (random when absent).
     #[arg(long)]
     seed: Option<u64>,
+    /// Send NTS-protected requests, after NTS-KE with this server (TCP; loopback only).
+    #[arg(long, value_name = "KE_ADDR")]
+    nts: Option<SocketAddrV4>,
+    /// CA certificate (PEM) the NTS-KE server's certificate must chain to; without it the
+    /// certificate is not checked (the TLS handshake still is).
+    #[arg(long, value_name = "FILE")]
+    nts_ca: Option<PathBuf>,
+    /// Name the NTS-KE server's certificate must be valid for.
+    #[arg(long, default_value = "localhost")]
+    nts_name: String,
+    /// NTS-KE sessions (each client uses session `client % N`); default: one per socket,
+    /// at most 64.
+    #[arg(long)]
+    nts_sessions: Option<u32>,
+    /// Cookies each session's jar holds before the measurement starts (filled with
+    /// unmeasured requests asking for 8 cookies each); during the run, a request whose jar
+    /// holds fewer carries placeholders for the difference (at most 7), which replaces
+    /// cookies lost with unanswered requests and covers the requests in flight.
+    #[arg(long, default_value_t = 64)]
+    nts_cookies: usize,
 }
 
 /// A hasher for keys that are already uniformly random (the transmit timestamps).
@@ -123,11 +153,15 @@ impl Hasher for IdentityHasher {
 }
 
 /// A request waiting for its reply.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Pending {
     sent_ns: u64,
     client: u32,
+    /// NTS requests: the state that checks the reply.
+    nts: Option<Box<InFlight>>,
 }
+
+type PendingTable = HashMap<u64, Pending, BuildHasherDefault<IdentityHasher>>;
 
 /// The `i`th client address: 127.a.b.c with a from 1, c in 1..=254, skipping 127.127/16.
 fn client_addr(i: u32) -> Ipv4Addr {
@@ -154,14 +188,22 @@ struct Counts {
     unknown: u64,
     misdelivered: u64,
     latencies_ns: Vec<u64>,
+    /// NTS replies whose UID or authenticator failed.
+    nts_bad: u64,
+    /// NTS NAKs (counted in `kods` too).
+    nts_naks: u64,
+    /// Requests skipped because their session's cookie jar was empty.
+    nts_starved: u64,
+    /// Milliseconds during which no request could be sent for want of cookies.
+    nts_stalled_ms: f64,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if !args.target.ip().is_loopback() {
+    if !args.target.ip().is_loopback() || args.nts.is_some_and(|a| !a.ip().is_loopback()) {
         eprintln!(
-            "loadgen: refusing target {}: loopback (127.0.0.0/8) only",
-            args.target
+            "loadgen: refusing target {} (NTS-KE {:?}): loopback (127.0.0.0/8) only",
+            args.target, args.nts
         );
         return ExitCode::from(2);
     }
@@ -215,13 +257,19 @@ fn run(args: &Args) -> std::io::Result<()> {
         Some(s) => SmallRng::seed_from_u64(s),
         None => SmallRng::from_entropy(),
     };
+    let mut nts = match args.nts {
+        Some(ke) => Some(setup_nts(
+            args, ke, &sockets, pktinfo, &mut epoll, &mut rng,
+        )?),
+        None => None,
+    };
     let max_count = args.count.unwrap_or(u64::MAX);
     let expected = match args.rate {
         Rate::PerSecond(r) => ((r * args.duration) as u64).min(max_count),
         Rate::Max => max_count.min(4_000_000 * args.duration as u64 + 1_000_000),
     };
     // The table only holds requests in flight; it grows if the server falls far behind.
-    let mut pending: HashMap<u64, Pending, BuildHasherDefault<IdentityHasher>> =
+    let mut pending: PendingTable =
         HashMap::with_capacity_and_hasher((expected as usize).min(1 << 20), Default::default());
     let mut c = Counts {
         latencies_ns: Vec::with_capacity((expected as usize).min(4 << 20)),
@@ -235,8 +283,13 @@ fn run(args: &Args) -> std::io::Result<()> {
     let (mut next_socket, mut next_client) = (0usize, 0u32);
     let mut transmits = [0u64; 32];
     let mut clients_of = [0u32; 32];
+    let mut flights: [Option<Box<InFlight>>; 32] = Default::default();
+    let mut stalled_since: Option<Instant> = None;
+    let placeholders_before = nts.as_ref().map_or(0, |n| n.placeholders);
 
+    let own_cpu_before = stats::process_cpu_ns(std::process::id());
     let cpu_before = args.watch_pid.and_then(stats::process_cpu_ns);
+    let wait_before = args.watch_pid.and_then(stats::process_wait_ns);
     let drops_before = stats::udp_port_drops(args.target.port());
     let start = Instant::now();
     let send_for = Duration::from_secs_f64(args.duration);
@@ -264,10 +317,11 @@ fn run(args: &Args) -> std::io::Result<()> {
             // Send in bursts of at least 8 unless the last send was 100 µs ago, so that a
             // modest rate still uses batches without delaying requests noticeably.
             if due >= 8 || (due > 0 && now - last_send >= Duration::from_micros(100)) {
-                let k = (due as usize).min(batch);
+                let want = (due as usize).min(batch);
                 let s = next_socket % sockets.len();
                 next_socket += 1;
-                for j in 0..k {
+                let mut k = 0;
+                for _ in 0..want {
                     let client = if pktinfo {
                         let cl = next_client;
                         next_client = (next_client + 1) % args.clients;
@@ -275,6 +329,7 @@ fn run(args: &Args) -> std::io::Result<()> {
                     } else {
                         s as u32
                     };
+                    let j = k;
                     let mut transmit: u64 = rng.gen();
                     while transmit == 0
                         || pending.contains_key(&transmit)
@@ -282,28 +337,72 @@ fn run(args: &Args) -> std::io::Result<()> {
                     {
                         transmit = rng.gen();
                     }
+                    if let Some(n) = nts.as_mut() {
+                        let session = client % n.len() as u32;
+                        let mut uid = [0u8; UID_LEN];
+                        rng.fill(&mut uid[..]);
+                        match n.build(
+                            session,
+                            transmit,
+                            uid,
+                            Ask::Keep(args.nts_cookies),
+                            tx.buf_mut(j),
+                        ) {
+                            Ok(Some((len, flight))) => {
+                                tx.set_len(j, len);
+                                flights[j] = Some(flight);
+                            }
+                            Ok(None) => {
+                                c.nts_starved += 1;
+                                continue;
+                            }
+                            Err(e) => {
+                                return Err(std::io::Error::other(format!(
+                                    "building an NTS request: {e}"
+                                )))
+                            }
+                        }
+                    } else {
+                        let buf: &mut [u8; ntp::HEADER_LEN] = (&mut tx.buf_mut(j)
+                            [..ntp::HEADER_LEN])
+                            .try_into()
+                            .expect("header fits a slot");
+                        ntp::write_request(buf, transmit);
+                        tx.set_len(j, ntp::HEADER_LEN);
+                    }
                     transmits[j] = transmit;
                     clients_of[j] = client;
-                    let buf: &mut [u8; ntp::HEADER_LEN] = (&mut tx.buf_mut(j)[..ntp::HEADER_LEN])
-                        .try_into()
-                        .expect("header fits a slot");
-                    ntp::write_request(buf, transmit);
-                    tx.set_len(j, ntp::HEADER_LEN);
                     tx.set_peer(j, args.target);
                     tx.set_source(j, pktinfo.then(|| client_addr(client)));
+                    k += 1;
                 }
                 // Latency starts here, just before the requests go to the kernel. Replies
                 // are only read after the send returns, so the table can be filled after it.
                 let sent_ns = sys::realtime_ns();
-                let (ok, err) = tx.send(&sockets[s], k);
-                for j in 0..ok {
-                    pending.insert(
-                        transmits[j],
-                        Pending {
-                            sent_ns,
-                            client: clients_of[j],
-                        },
-                    );
+                if nts.is_some() {
+                    if k == 0 {
+                        stalled_since.get_or_insert(now);
+                    } else if let Some(t) = stalled_since.take() {
+                        c.nts_stalled_ms += (now - t).as_secs_f64() * 1e3;
+                    }
+                }
+                let (ok, err) = if k > 0 {
+                    tx.send(&sockets[s], k)
+                } else {
+                    (0, None)
+                };
+                for j in 0..k {
+                    let flight = flights[j].take();
+                    if j < ok {
+                        pending.insert(
+                            transmits[j],
+                            Pending {
+                                sent_ns,
+                                client: clients_of[j],
+                                nts: flight,
+                            },
+                        );
+                    }
                 }
                 c.sent += ok as u64;
                 c.send_errors += (k - ok) as u64;
@@ -338,6 +437,7 @@ fn run(args: &Args) -> std::io::Result<()> {
                     account(
                         &mut c,
                         &mut pending,
+                        nts.as_mut(),
                         &rx,
                         i,
                         meta,
@@ -354,7 +454,21 @@ fn run(args: &Args) -> std::io::Result<()> {
         }
     }
     let cpu_after = args.watch_pid.and_then(stats::process_cpu_ns);
+    let wait_after = args.watch_pid.and_then(stats::process_wait_ns);
+    let own_cpu_after = stats::process_cpu_ns(std::process::id());
     let measured = Measured {
+        wait_ns: match (wait_before, wait_after) {
+            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+            _ => None,
+        },
+        own_cpu_ns: match (own_cpu_before, own_cpu_after) {
+            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+            _ => None,
+        },
+        nts: nts.as_ref().map(|n| NtsMeasured {
+            placeholders: n.placeholders - placeholders_before,
+            min_cookies: n.min_cookies(),
+        }),
         send_secs: send_end
             .map_or(args.duration, |e| (e - start).as_secs_f64())
             .max(1e-3),
@@ -376,11 +490,132 @@ fn run(args: &Args) -> std::io::Result<()> {
     Ok(())
 }
 
+/// NTS-KE with the server at `ke` (one session per socket, at most 64, unless
+/// `--nts-sessions`), then fill every session's cookie jar to `--nts-cookies` with
+/// unmeasured requests that ask for eight cookies each.
+fn setup_nts(
+    args: &Args,
+    ke: SocketAddrV4,
+    sockets: &[Socket],
+    pktinfo: bool,
+    epoll: &mut sys::Epoll,
+    rng: &mut SmallRng,
+) -> std::io::Result<Sessions> {
+    let count = args
+        .nts_sessions
+        .unwrap_or(sockets.len().min(64) as u32)
+        .clamp(1, args.clients) as usize;
+    let trust = match &args.nts_ca {
+        Some(p) => TrustAnchors::CaFile(p.clone()),
+        None => TrustAnchors::NoVerification,
+    };
+    let (mut n, report) = Sessions::establish(
+        SocketAddr::V4(ke),
+        &args.nts_name,
+        &trust,
+        count,
+        4,
+        Duration::from_secs(5),
+    )
+    .map_err(|e| std::io::Error::other(format!("NTS-KE with {ke}: {e}")))?;
+    if !args.quiet {
+        eprintln!(
+            "loadgen: NTS-KE with {ke}: {count} sessions in {:.2} s, {} cookies of {} octets each; NTP at {}:{} announced",
+            report.secs, report.cookies_per_ke, report.cookie_len, report.ntp_server, report.ntp_port
+        );
+        if report.ntp_port != args.target.port() {
+            eprintln!("  (requests go to --target {} all the same)", args.target);
+        }
+    }
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(10);
+    let mut tx = sys::Batch::new();
+    let mut rx = sys::Batch::new();
+    let mut waiting: HashMap<u64, Box<InFlight>> = HashMap::new();
+    let mut ready = Vec::with_capacity(sockets.len());
+    let (mut sent, mut good, mut bad) = (0u64, 0u64, 0u64);
+    while n.min_cookies() < args.nts_cookies {
+        if Instant::now() > deadline {
+            return Err(std::io::Error::other(format!(
+                "NTS: could not fill the cookie jars to {} in 10 s ({} requests, {} good replies, {} rejected; emptiest jar {})",
+                args.nts_cookies, sent, good, bad, n.min_cookies()
+            )));
+        }
+        let needy: Vec<u32> = n.needs(args.nts_cookies).collect();
+        for s in needy {
+            let mut uid = [0u8; UID_LEN];
+            rng.fill(&mut uid[..]);
+            let transmit = rng.gen::<u64>() | 1;
+            let built = n
+                .build(s, transmit, uid, Ask::Fill, tx.buf_mut(0))
+                .map_err(|e| std::io::Error::other(format!("building an NTS request: {e}")))?;
+            let Some((len, flight)) = built else { continue };
+            tx.set_len(0, len);
+            tx.set_peer(0, args.target);
+            tx.set_source(0, pktinfo.then(|| client_addr(s)));
+            if tx.send(&sockets[s as usize % sockets.len()], 1).0 == 1 {
+                sent += 1;
+                waiting.insert(transmit, flight);
+            }
+        }
+        let until = Instant::now() + Duration::from_millis(200);
+        while !waiting.is_empty() && Instant::now() < until {
+            ready.clear();
+            epoll.wait(10, &mut ready)?;
+            for &token in &ready {
+                loop {
+                    let k =
+                        match rx.recv(&sockets[token as usize], sys::MAX_BATCH, libc::MSG_DONTWAIT)
+                        {
+                            Ok(k) => k,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                            Err(e) => return Err(e),
+                        };
+                    for i in 0..k {
+                        let origin = match ntp::classify_reply(rx.payload(i)) {
+                            ReplyKind::Answer { origin } | ReplyKind::Kod { origin } => origin,
+                            ReplyKind::Invalid => continue,
+                        };
+                        if let Some(f) = waiting.remove(&origin) {
+                            match n.verify(*f, rx.payload(i)) {
+                                Ok(()) => good += 1,
+                                Err(_) => bad += 1,
+                            }
+                        }
+                    }
+                    if k < sys::MAX_BATCH {
+                        break;
+                    }
+                }
+            }
+        }
+        // Unanswered requests spent their cookie; the jar goes on without it.
+        waiting.clear();
+        if bad > 0 && good == 0 {
+            return Err(std::io::Error::other(format!(
+                "NTS: the server rejected all {bad} requests (NAK or bad authenticator)"
+            )));
+        }
+    }
+    if !args.quiet {
+        eprintln!(
+            "loadgen: NTS cookie jars filled to {} in {:.2} s ({} requests, {} rejected)",
+            n.min_cookies(),
+            start.elapsed().as_secs_f64(),
+            sent,
+            bad
+        );
+    }
+    Ok(n)
+}
+
 /// Check one received datagram and count it.
 #[allow(clippy::too_many_arguments)]
 fn account(
     c: &mut Counts,
-    pending: &mut HashMap<u64, Pending, BuildHasherDefault<IdentityHasher>>,
+    pending: &mut PendingTable,
+    nts: Option<&mut Sessions>,
     rx: &sys::Batch,
     i: usize,
     meta: sys::RxMeta,
@@ -415,6 +650,21 @@ fn account(
         c.misdelivered += 1;
         return;
     }
+    if let (Some(n), Some(flight)) = (nts, p.nts) {
+        match n.verify(*flight, rx.payload(i)) {
+            Ok(()) => {}
+            Err(NtsError::Nak) => {
+                c.nts_naks += 1;
+                c.kods += 1;
+                return;
+            }
+            Err(_) => {
+                c.nts_bad += 1;
+                c.invalid += 1;
+                return;
+            }
+        }
+    }
     if is_kod {
         c.kods += 1;
         return;
@@ -442,6 +692,20 @@ struct Measured {
     pktinfo: bool,
     /// Sockets used.
     sockets: usize,
+    /// Loadgen's own CPU time over the run.
+    own_cpu_ns: Option<u64>,
+    /// The watched server's time runnable but waiting for a CPU, over the run.
+    wait_ns: Option<u64>,
+    /// NTS figures, in NTS mode.
+    nts: Option<NtsMeasured>,
+}
+
+/// NTS figures of a run.
+struct NtsMeasured {
+    /// Placeholders sent during the measurement (extra cookies asked for).
+    placeholders: u64,
+    /// Fewest cookies left in any session's jar at the end.
+    min_cookies: usize,
 }
 
 fn report(args: &Args, c: &mut Counts, m: &Measured) {
@@ -473,6 +737,16 @@ fn report(args: &Args, c: &mut Counts, m: &Measured) {
         }
     });
     let cpu_util_pct = cpu_ns.map_or(f64::NAN, |ns| 100.0 * ns as f64 / 1e9 / secs);
+    let wait_pct = m
+        .wait_ns
+        .map_or(f64::NAN, |ns| 100.0 * ns as f64 / 1e9 / secs);
+    let own_cpu_pct = m
+        .own_cpu_ns
+        .map_or(f64::NAN, |ns| 100.0 * ns as f64 / 1e9 / secs);
+    let (nts_on, placeholders, min_cookies) = match &m.nts {
+        Some(n) => (1, n.placeholders, n.min_cookies),
+        None => (0, 0, 0),
+    };
     let (rss, hwm) = m.memory.unwrap_or((0, 0));
     let rate_text = match args.rate {
         Rate::Max => "max".to_string(),
@@ -511,9 +785,16 @@ fn report(args: &Args, c: &mut Counts, m: &Measured) {
         eprintln!(
             "  latency   p50 {p50:.1} µs, p99 {p99:.1} µs, p99.9 {p999:.1} µs, max {max:.1} µs"
         );
+        if let Some(n) = &m.nts {
+            eprintln!(
+                "  NTS       {} bad authenticator/UID, {} NAKs, {:.0} ms stalled for want of cookies, {} placeholders sent; fewest cookies left in a jar {}",
+                c.nts_bad, c.nts_naks, c.nts_stalled_ms, n.placeholders, n.min_cookies
+            );
+        }
+        eprintln!("  loadgen   {own_cpu_pct:.0}% of one CPU");
         if let Some(pid) = args.watch_pid {
             eprintln!(
-                "  server    pid {pid}: CPU {:.3} s ({cpu_util_pct:.0}% of one CPU), {cpu_per_reply_us:.2} µs/reply; RSS {rss} KiB, peak {hwm} KiB",
+                "  server    pid {pid}: CPU {:.3} s ({cpu_util_pct:.0}% of one CPU; runnable but waiting for a CPU {wait_pct:.0}%), {cpu_per_reply_us:.2} µs/reply; RSS {rss} KiB, peak {hwm} KiB",
                 cpu_ns.map_or(f64::NAN, |n| n as f64 / 1e9)
             );
         }
@@ -521,7 +802,8 @@ fn report(args: &Args, c: &mut Counts, m: &Measured) {
     println!(
         "RESULT label={} rate={} clients={} duration_s={:.3} offered_per_s={:.0} sent={} send_errors={} replies={} replies_per_s={:.0} \
          loss_pct={:.3} kods={} invalid={} unknown={} misdelivered={} client_drops={} server_sock_drops={} p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1} \
-         server_cpu_s={:.4} server_cpu_pct={:.1} cpu_us_per_reply={:.3} rss_kib={} hwm_kib={}",
+         server_cpu_s={:.4} server_cpu_pct={:.1} cpu_us_per_reply={:.3} rss_kib={} hwm_kib={} loadgen_cpu_pct={:.1} server_wait_pct={:.1} \
+         nts={} nts_bad={} nts_naks={} nts_starved={} nts_stalled_ms={:.0} nts_placeholders={} nts_min_cookies={}",
         args.label,
         rate_text,
         args.clients,
@@ -546,7 +828,16 @@ fn report(args: &Args, c: &mut Counts, m: &Measured) {
         cpu_util_pct,
         cpu_per_reply_us,
         rss,
-        hwm
+        hwm,
+        own_cpu_pct,
+        wait_pct,
+        nts_on,
+        c.nts_bad,
+        c.nts_naks,
+        c.nts_starved,
+        c.nts_stalled_ms,
+        placeholders,
+        min_cookies
     );
 }
 
