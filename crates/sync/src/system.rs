@@ -118,6 +118,8 @@ pub struct SyncCore {
     leap_table_vote: Option<Option<LeapKind>>,
     /// Whether a system peer was ever chosen: the start-up majority rule applies before.
     ever_synchronised: bool,
+    /// How far the discipline has moved the clock since its first correction.
+    displacement: Displacement,
     /// Symmetric keys for associations configured with `key N`.
     keys: KeyStore,
     /// NTS state of the associations configured with `nts`.
@@ -137,6 +139,42 @@ struct NtsAssoc {
 /// Room for a request: the header and the longest MAC, or an NTS request (unique
 /// identifier, cookie, placeholders and authenticator).
 pub const MAX_REQUEST_LEN: usize = 1280;
+
+/// The net phase correction (steps and slews) the discipline has made since its first
+/// correction.
+///
+/// The panic threshold limits each offset; this limits their sum, so a source that walks
+/// away a little at every poll (each offset harmless) still cannot drag the clock further
+/// than the threshold through repeated steps. Honest corrections net out near zero; the
+/// first correction (the start-up step that `-g` allows) is not counted. A walk slow
+/// enough to be followed by the frequency alone (under 500 ppm) is not caught here: it is
+/// bounded by the frequency limit instead, as in ntpd.
+#[derive(Debug, Clone, Default)]
+struct Displacement {
+    /// Net seconds moved so far.
+    total: f64,
+    /// Whether the first correction has been seen.
+    started: bool,
+}
+
+impl Displacement {
+    /// Account for `command`; true if the net phase correction would then exceed `panic`.
+    fn exceeds_panic(&mut self, command: &ClockCommand, panic: f64) -> bool {
+        if command.event == DisciplineEvent::Panic {
+            return false;
+        }
+        if !self.started {
+            self.started = true;
+            return false;
+        }
+        let moved = command.step.unwrap_or(0.0) + command.slew.unwrap_or(0.0);
+        if (self.total + moved).abs() > panic {
+            return true;
+        }
+        self.total += moved;
+        false
+    }
+}
 
 /// Why a datagram from a keyed association was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +222,7 @@ impl SyncCore {
             keys: KeyStore::new(meridian_auth::KeyFile::new(), []),
             nts: Vec::new(),
             ever_synchronised: false,
+            displacement: Displacement::default(),
         }
     }
 
@@ -557,9 +596,18 @@ impl SyncCore {
         let raw = *peer.source.last_sample()?;
         let peer_addr = peer.addr;
         let clock_now = self.clock_seconds(t4);
-        let command = self
+        let mut command = self
             .discipline
             .update(clock_now, raw.offset, raw.delay, raw.dispersion);
+        if self
+            .displacement
+            .exceeds_panic(&command, self.config.discipline.panic_threshold)
+        {
+            // Many corrections that each pass the panic gate must not add up to one that
+            // would not: a source walking slowly away cannot drag the clock arbitrarily.
+            command.event = DisciplineEvent::Panic;
+            return Some(command);
+        }
         let stats = self.discipline.stats();
         self.ever_synchronised = true;
         self.sys = SystemVars {
