@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cli;
 pub mod keygen;
 pub mod mode6_client;
 pub mod ntpdate;
