@@ -56,7 +56,7 @@ pub fn peerstats_line(
 }
 
 /// Civil date (year, month, day) of a day number since the Unix epoch.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     // Howard Hinnant's days-from-civil inverse, proleptic Gregorian.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
