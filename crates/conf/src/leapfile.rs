@@ -23,7 +23,8 @@ pub struct LeapEntry {
 impl LeapEntry {
     /// The same instant as Unix seconds.
     pub fn unix_seconds(&self) -> i64 {
-        self.ntp_seconds as i64 - NTP_UNIX_OFFSET
+        // A time past i64 (only a crafted file has one) is "never", not an overflow.
+        i64::try_from(self.ntp_seconds).map_or(i64::MAX, |s| s - NTP_UNIX_OFFSET)
     }
 }
 
@@ -146,7 +147,7 @@ pub fn parse_leapfile(text: &str) -> Result<LeapTable, LeapFileError> {
 impl LeapTable {
     /// Whether the table has expired at Unix time `now`.
     pub fn is_expired(&self, unix_now: i64) -> bool {
-        unix_now >= self.expires as i64 - NTP_UNIX_OFFSET
+        unix_now >= i64::try_from(self.expires).map_or(i64::MAX, |e| e - NTP_UNIX_OFFSET)
     }
 
     /// TAI − UTC at Unix time `now`, if the table covers it.
@@ -171,7 +172,7 @@ impl LeapTable {
         } else {
             self.entries[i - 1].tai_offset
         };
-        Some(self.entries[i].tai_offset - before)
+        Some(self.entries[i].tai_offset.saturating_sub(before))
     }
 }
 

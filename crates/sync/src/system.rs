@@ -146,32 +146,41 @@ pub const MAX_REQUEST_LEN: usize = 1280;
 /// The panic threshold limits each offset; this limits their sum, so a source that walks
 /// away a little at every poll (each offset harmless) still cannot drag the clock further
 /// than the threshold through repeated steps. Honest corrections net out near zero; the
-/// first correction (the start-up step that `-g` allows) is not counted. A walk slow
-/// enough to be followed by the frequency alone (under 500 ppm) is not caught here: it is
-/// bounded by the frequency limit instead, as in ntpd.
+/// first correction (the start-up step that `-g` allows) is not counted. The sum fades
+/// with a time constant of [`DISPLACEMENT_MEMORY`], so honest corrections spread over a
+/// long life (a laptop's suspends, a VM's pauses) never add up to an exit, while a walk
+/// fast enough to matter still does. A walk slow enough to be followed by the frequency
+/// alone (under 500 ppm) is not caught here: it is bounded by the frequency limit
+/// instead, as in ntpd.
 #[derive(Debug, Clone, Default)]
 struct Displacement {
-    /// Net seconds moved so far.
+    /// Net seconds moved, faded.
     total: f64,
-    /// Whether the first correction has been seen.
-    started: bool,
+    /// Clock time of the last correction counted; `None` before the first correction.
+    last: Option<f64>,
 }
 
+/// How long the net phase correction is remembered (time constant of its fading): 30 days.
+pub const DISPLACEMENT_MEMORY: f64 = 30.0 * 86_400.0;
+
 impl Displacement {
-    /// Account for `command`; true if the net phase correction would then exceed `panic`.
-    fn exceeds_panic(&mut self, command: &ClockCommand, panic: f64) -> bool {
+    /// Account for `command` at clock time `now`; true if the net phase correction would
+    /// then exceed `panic`.
+    fn exceeds_panic(&mut self, command: &ClockCommand, now: f64, panic: f64) -> bool {
         if command.event == DisciplineEvent::Panic {
             return false;
         }
-        if !self.started {
-            self.started = true;
+        let Some(last) = self.last else {
+            self.last = Some(now);
             return false;
-        }
+        };
+        let faded = self.total * (-(now - last).max(0.0) / DISPLACEMENT_MEMORY).exp();
         let moved = command.step.unwrap_or(0.0) + command.slew.unwrap_or(0.0);
-        if (self.total + moved).abs() > panic {
+        if (faded + moved).abs() > panic {
             return true;
         }
-        self.total += moved;
+        self.total = faded + moved;
+        self.last = Some(now);
         false
     }
 }
@@ -599,10 +608,11 @@ impl SyncCore {
         let mut command = self
             .discipline
             .update(clock_now, raw.offset, raw.delay, raw.dispersion);
-        if self
-            .displacement
-            .exceeds_panic(&command, self.config.discipline.panic_threshold)
-        {
+        if self.displacement.exceeds_panic(
+            &command,
+            clock_now,
+            self.config.discipline.panic_threshold,
+        ) {
             // Many corrections that each pass the panic gate must not add up to one that
             // would not: a source walking slowly away cannot drag the clock arbitrarily.
             command.event = DisciplineEvent::Panic;
