@@ -111,3 +111,47 @@ fn an_unknown_user_is_a_clear_start_up_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no such user"), "{stderr}");
 }
+
+/// `--seccomp`: the daemon runs in seccomp filter mode (Seccomp: 2 in /proc, on every
+/// thread, with no_new_privs) and still serves.
+#[test]
+fn seccomp_filter_is_installed_on_every_thread_and_the_daemon_still_serves() {
+    if !require_root_and_tools(&["setpriv"]) {
+        return;
+    }
+    let dir = TempDir::new("seccomp");
+    let conf = dir.write(
+        "ntp.conf",
+        "server 127.127.1.0\nfudge 127.127.1.0 stratum 2\nrestrict default\n",
+    );
+    let port = 26_000 + (std::process::id() % 1000) as u16;
+    let args: Vec<String> = vec![
+        "ntpd".into(),
+        "-n".into(),
+        "--seccomp".into(),
+        "-c".into(),
+        conf.to_string_lossy().into_owned(),
+        "--port".into(),
+        port.to_string(),
+        "--observe".into(),
+    ];
+    let mut daemon = Daemon::spawn("ntpd-seccomp", None, meridian_bin(), &args, dir.path());
+    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    wait_for_stratum(&mut daemon, None, addr, 3, Duration::from_secs(20));
+    let pid = daemon.pid();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .map(|l| l[name.len()..].trim().to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(field("Seccomp:"), "2", "filter mode on every thread");
+        assert_eq!(field("NoNewPrivs:"), "1");
+    }
+    let probe = ntp_probe(addr, Duration::from_secs(2)).expect("still serving under the filter");
+    assert_eq!(probe.reply.stratum, 3);
+    assert!(daemon.is_running(), "{}", daemon.logs());
+}

@@ -121,7 +121,7 @@ fn install_script_stages_a_working_tree_idempotently() {
     );
     let unit = fs::read_to_string(dest.join("usr/lib/systemd/system/meridian.service")).unwrap();
     assert!(
-        unit.contains("\nExecStart=/usr/sbin/meridian ntpd -n -c /etc/ntp.conf\n"),
+        unit.contains("\nExecStart=/usr/sbin/meridian ntpd -n --seccomp -c /etc/ntp.conf\n"),
         "{unit}"
     );
     assert!(unit.contains("\nType=notify\n") && unit.contains("\nWatchdogSec="));
@@ -178,7 +178,7 @@ fn install_script_stages_a_working_tree_idempotently() {
     ));
     let unit = fs::read_to_string(other.join("etc/systemd/system/meridian.service")).unwrap();
     assert!(
-        unit.contains("ExecStart=/opt/mer/sbin/meridian ntpd -n -c /etc/ntp.conf"),
+        unit.contains("ExecStart=/opt/mer/sbin/meridian ntpd -n --seccomp -c /etc/ntp.conf"),
         "{unit}"
     );
     assert!(

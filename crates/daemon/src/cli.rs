@@ -46,6 +46,10 @@ pub struct Args {
     /// More debug output (repeat for more).
     #[arg(short = 'd', action = clap::ArgAction::Count)]
     pub debug: u8,
+    /// After start-up, refuse system calls a time daemon never makes (exec, ptrace,
+    /// mount, module loading, namespaces, …) with EPERM.
+    #[arg(long)]
+    pub seccomp: bool,
     /// Never adjust the system clock: measure, discipline and serve a corrected time
     /// in software only (like `chronyd -x`).
     #[arg(long)]

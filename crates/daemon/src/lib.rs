@@ -233,6 +233,10 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
     // Before any thread exists: capability sets are per thread; the pidfile is written
     // while we may still write to /run.
     drop_privileges(args)?;
+    if args.seccomp {
+        meridian_os::seccomp::install().map_err(|e| e.to_string())?;
+        tracing::info!("system-call filter installed");
+    }
     let mut sync = SyncLoop::new(&config, flags, open_clock(args.observe), !args.observe);
     let precision = sync.clock().precision();
     let mut smear_interval = config.leapsmear_interval;

@@ -18,6 +18,7 @@ pub mod localtime;
 pub mod observe_clock;
 pub mod privilege;
 pub mod process;
+pub mod seccomp;
 pub mod syslog;
 pub mod udp;
 
