@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use meridian_conf::{Config, FileGenConfig, FileGenType, StatsKind};
+use meridian_proto::calendar::civil_from_days;
 
 /// Modified Julian Day of the Unix epoch.
 const MJD_UNIX_EPOCH: i64 = 40_587;
@@ -53,20 +54,6 @@ pub fn peerstats_line(
 ) -> String {
     let (day, secs) = mjd(unix);
     format!("{day} {secs:.3} {addr} {status:x} {offset:.9} {delay:.9} {dispersion:.9} {jitter:.9}")
-}
-
-/// Civil date (year, month, day) of a day number since the Unix epoch.
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    // Howard Hinnant's days-from-civil inverse, proleptic Gregorian.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// The suffix ntpd's filegen appends for `gen_type` at Unix time `unix`.
@@ -240,8 +227,6 @@ mod tests {
             filegen_suffix(FileGenType::Age, t + 2.5 * 86_400.0, t),
             ".a00000002"
         );
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 
     #[test]

@@ -1,9 +1,6 @@
 //! Local calendar time, for the classic log prefix (`29 Sep 22:59:31 ntpdate[5323]: …`).
 
-/// The month abbreviations classic tools print.
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
+use meridian_proto::calendar::MONTHS;
 
 /// Format a Unix time in the local time zone as ntpd's log prefix does:
 /// day of month padded to two columns, month abbreviation, and `HH:MM:SS`.

@@ -896,27 +896,16 @@ fn cook(name: &str, value: &str) -> String {
 
 /// `Sat, Jul 18 2020 11:34:04.819`, in UTC.
 fn pretty_date(ntp: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    use meridian_proto::calendar::{civil_from_days, MONTHS, WEEKDAYS_FROM_EPOCH};
     let t = ntp_to_unix(ntp);
     let secs = t.floor() as i64;
     let millis = ((t - t.floor()) * 1000.0) as u32;
     let days = secs.div_euclid(86_400);
     let tod = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = civil_from_days(days);
     format!(
         "{}, {} {:2} {} {:02}:{:02}:{:02}.{:03}",
-        DAYS[days.rem_euclid(7) as usize],
+        WEEKDAYS_FROM_EPOCH[days.rem_euclid(7) as usize],
         MONTHS[(m - 1) as usize],
         d,
         y,

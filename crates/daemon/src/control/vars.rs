@@ -242,7 +242,7 @@ fn ntp_date(ntp_seconds: u32) -> String {
     let unix = i64::from(ntp_seconds) - meridian_proto::UNIX_OFFSET;
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
-    let (y, m, d) = crate::stats::civil_from_days(days);
+    let (y, m, d) = meridian_proto::calendar::civil_from_days(days);
     format!(
         "{y:04}{m:02}{d:02}{:02}{:02}",
         secs / 3600,
