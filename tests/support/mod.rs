@@ -894,18 +894,16 @@ pub struct MeridianServer {
     pub dir: TempDir,
 }
 
-/// Start `meridian ntpd -n -c CONF --port PORT --observe -p PIDFILE` (without
-/// CAP_SYS_TIME, optionally in `netns`) and wait until it serves
-/// `expect_stratum` on `probe_addr` (≤ 30 s: a local-clock source must be
-/// selected first).
-pub fn meridian_server(
+/// Write `conf` into a fresh directory tagged `tag` and start `meridian ntpd -n -c CONF
+/// --port PORT --observe -p PIDFILE` there (without CAP_SYS_TIME, optionally in
+/// `netns`), without waiting for anything.
+pub fn spawn_observe_daemon(
     netns: Option<&Netns>,
     conf: &str,
     port: u16,
-    probe_ip: IpAddr,
-    expect_stratum: u8,
-) -> MeridianServer {
-    let dir = TempDir::new("meridian");
+    tag: &str,
+) -> (Daemon, PathBuf, TempDir) {
+    let dir = TempDir::new(tag);
     let conf_path = dir.write("ntp.conf", conf);
     let pidfile = dir.path().join("ntpd.pid");
     let args: Vec<String> = vec![
@@ -919,7 +917,22 @@ pub fn meridian_server(
         "-p".into(),
         pidfile.to_string_lossy().into_owned(),
     ];
-    let mut daemon = Daemon::spawn("meridian-ntpd", netns, meridian_bin(), &args, dir.path());
+    let daemon = Daemon::spawn("meridian-ntpd", netns, meridian_bin(), &args, dir.path());
+    (daemon, pidfile, dir)
+}
+
+/// Start `meridian ntpd -n -c CONF --port PORT --observe -p PIDFILE` (without
+/// CAP_SYS_TIME, optionally in `netns`) and wait until it serves
+/// `expect_stratum` on `probe_addr` (≤ 30 s: a local-clock source must be
+/// selected first).
+pub fn meridian_server(
+    netns: Option<&Netns>,
+    conf: &str,
+    port: u16,
+    probe_ip: IpAddr,
+    expect_stratum: u8,
+) -> MeridianServer {
+    let (mut daemon, pidfile, dir) = spawn_observe_daemon(netns, conf, port, "meridian");
     let addr = SocketAddr::new(probe_ip, port);
     wait_for_stratum(
         &mut daemon,

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     enter_netns, meridian_bin, ntp_now, ntp_probe_maybe_in, run_bounded_with_pid, sandboxed,
-    Daemon, MeridianServer, Netns, NtpPacket, TempDir,
+    spawn_observe_daemon, Daemon, MeridianServer, Netns, NtpPacket,
 };
 
 /// Poll `f` every `every` until it returns `Some`, at most for `limit`.
@@ -57,21 +57,7 @@ pub fn spawn_meridian(
     port: u16,
     probe_ip: IpAddr,
 ) -> MeridianServer {
-    let dir = TempDir::new("meridian-sync");
-    let conf_path = dir.write("ntp.conf", conf);
-    let pidfile = dir.path().join("ntpd.pid");
-    let args: Vec<String> = vec![
-        "ntpd".into(),
-        "-n".into(),
-        "-c".into(),
-        conf_path.to_string_lossy().into_owned(),
-        "--port".into(),
-        port.to_string(),
-        "--observe".into(),
-        "-p".into(),
-        pidfile.to_string_lossy().into_owned(),
-    ];
-    let mut daemon = Daemon::spawn("meridian-ntpd", netns, meridian_bin(), &args, dir.path());
+    let (mut daemon, pidfile, dir) = spawn_observe_daemon(netns, conf, port, "meridian-sync");
     let addr = SocketAddr::new(probe_ip, port);
     let answered = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
         assert!(
