@@ -64,6 +64,48 @@ fn random_uid() -> [u8; UID_LEN] {
     u
 }
 
+/// `chronyd -x` serving NTS (stratum 3) on free ports, with a fresh test CA.
+struct ChronyNts {
+    certs: meridian_nts::CertPaths,
+    ntp_port: u16,
+    ke_port: u16,
+    chrony: ChronyServer,
+    // Kept for their lifetime: the certificates and chrony's cookie dump live there.
+    _dirs: (TempDir, TempDir),
+}
+
+impl ChronyNts {
+    fn start(tag: &str) -> ChronyNts {
+        let certs_dir = TempDir::new(&format!("nts-{tag}-certs"));
+        let certs = generate_test_ca_and_server_cert(certs_dir.path(), &["localhost", "127.0.0.1"])
+            .expect("certificates");
+        let ntp_port = free_port();
+        let ke_port = free_port();
+        let dump = TempDir::new(&format!("nts-{tag}-dump"));
+        let chrony = chrony_server(
+            None,
+            &ChronyServerOpts {
+                port: ntp_port,
+                stratum: 3,
+                extra: vec![
+                    format!("ntsserverkey {}", certs.server_key.display()),
+                    format!("ntsservercert {}", certs.server_cert.display()),
+                    format!("ntsport {ke_port}"),
+                    format!("ntsdumpdir {}", dump.path().display()),
+                ],
+                ..ChronyServerOpts::default()
+            },
+        );
+        ChronyNts {
+            certs,
+            ntp_port,
+            ke_port,
+            chrony,
+            _dirs: (certs_dir, dump),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // a. our client against chronyd's NTS server
 // ---------------------------------------------------------------------------
@@ -73,26 +115,8 @@ fn a_our_nts_client_against_chrony_server() {
     if !require_root_and_tools(&["chronyd"]) {
         return;
     }
-    let certs_dir = TempDir::new("nts-a-certs");
-    let certs = generate_test_ca_and_server_cert(certs_dir.path(), &["localhost", "127.0.0.1"])
-        .expect("certificates");
-    let ntp_port = free_port();
-    let ke_port = free_port();
-    let dump = TempDir::new("nts-a-dump");
-    let chrony = chrony_server(
-        None,
-        &ChronyServerOpts {
-            port: ntp_port,
-            stratum: 3,
-            extra: vec![
-                format!("ntsserverkey {}", certs.server_key.display()),
-                format!("ntsservercert {}", certs.server_cert.display()),
-                format!("ntsport {ke_port}"),
-                format!("ntsdumpdir {}", dump.path().display()),
-            ],
-            ..ChronyServerOpts::default()
-        },
-    );
+    let nts = ChronyNts::start("a");
+    let (certs, ntp_port, ke_port, chrony) = (&nts.certs, nts.ntp_port, nts.ke_port, &nts.chrony);
     let ke_addr = SocketAddr::new(LOCALHOST, ke_port);
     // chronyd answers NTP before its NTS-KE helper may be listening: retry
     // for a few seconds.
@@ -408,26 +432,8 @@ fn d_meridian_daemon_syncs_over_nts_from_chrony() {
     if !require_root_and_tools(&["chronyd"]) {
         return;
     }
-    let certs_dir = TempDir::new("nts-d-certs");
-    let certs = generate_test_ca_and_server_cert(certs_dir.path(), &["localhost", "127.0.0.1"])
-        .expect("certificates");
-    let chrony_port = free_port();
-    let ke_port = free_port();
-    let dump = TempDir::new("nts-d-dump");
-    let chrony = chrony_server(
-        None,
-        &ChronyServerOpts {
-            port: chrony_port,
-            stratum: 3,
-            extra: vec![
-                format!("ntsserverkey {}", certs.server_key.display()),
-                format!("ntsservercert {}", certs.server_cert.display()),
-                format!("ntsport {ke_port}"),
-                format!("ntsdumpdir {}", dump.path().display()),
-            ],
-            ..ChronyServerOpts::default()
-        },
-    );
+    let nts = ChronyNts::start("d");
+    let (certs, ke_port, chrony) = (&nts.certs, nts.ke_port, &nts.chrony);
     let our_port = free_port();
     let conf = format!(
         "server 127.0.0.1 nts port {ke_port} ca {} iburst minpoll 4\nrestrict default\n\
