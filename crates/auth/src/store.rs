@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use meridian_proto::{parse_packet, MacTrailer};
+use meridian_proto::{parse_packet, MacTrailer, Packet};
 use subtle::ConstantTimeEq;
 
 use crate::keyfile::KeyFile;
@@ -216,6 +216,12 @@ impl KeyStore {
         let Ok(parsed) = parse_packet(packet) else {
             return Verification::Malformed;
         };
+        self.verify_parsed(packet, &parsed)
+    }
+
+    /// [`KeyStore::verify`] for a packet the caller has already parsed (the server's hot
+    /// path parses every request once): `parsed` must be `parse_packet(packet)`.
+    pub fn verify_parsed(&self, packet: &[u8], parsed: &Packet<'_>) -> Verification {
         let (key_id, digest) = match parsed.mac {
             None => return Verification::Unauthenticated,
             Some(MacTrailer::CryptoNak { key_id }) => return Verification::CryptoNak { key_id },

@@ -139,7 +139,7 @@ pub fn respond(
     let flags = restrict.lookup(source.ip());
     let verdict = clients.observe(source.ip(), source.port(), now, mode_version);
     let rate_limited = verdict.over_limit;
-    let verification = keys.verify(datagram);
+    let verification = keys.verify_parsed(datagram, &packet);
     if verification == Verification::Malformed {
         return Outcome::Drop(DropReason::Malformed);
     }
