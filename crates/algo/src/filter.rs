@@ -157,13 +157,16 @@ impl ClockFilter {
 
         if let Some(prev) = self.output {
             // Popcorn spike: a lone outlier is ignored, but only for up to
-            // two polls so a real change of offset is followed.
+            // two polls so a real change of offset is followed. The two polls
+            // run to the newest sample, not the best one: a held spike that
+            // stays the minimum-delay sample would otherwise be held until it
+            // leaves the register, eight polls on.
             // Only once the register is established (ntpd: peer dispersion
             // below maxdist); at start-up every sample is news.
             let gate = SGATE * prev.jitter;
             if prev.dispersion < 1.0
                 && (best.offset - prev.offset).abs() > gate
-                && best.time - prev.time < 2.0 * poll_interval
+                && sample.time - prev.time < 2.0 * poll_interval
                 && best.time > prev.time
             {
                 return FilterResult::Spike;
@@ -247,6 +250,25 @@ mod tests {
         // Persisting beyond two poll intervals, it is accepted.
         let r = f.push(s(1.0, 0.0009, 11.0), 1.0);
         assert!(matches!(r, FilterResult::Updated(o) if (o.offset - 1.0).abs() < 1e-9));
+    }
+
+    #[test]
+    fn a_held_spike_is_released_two_polls_after_the_last_output() {
+        let mut f = ClockFilter::new(1e-7);
+        for i in 0..8 {
+            let o = if i % 2 == 0 { 1e-4 } else { -1e-4 };
+            f.push(s(o, 0.010 - i as f64 * 1e-6, i as f64 * 64.0), 64.0);
+        }
+        // The clock moved: a low-delay sample 50 ms away is held...
+        assert_eq!(f.push(s(0.05, 0.001, 512.0), 64.0), FilterResult::Spike);
+        // ...and released two polls after the last output (448 s), although it
+        // is still the minimum-delay sample: it is not held for as long as it
+        // stays in the register.
+        let r = f.push(s(0.05, 0.005, 576.0), 64.0);
+        assert!(
+            matches!(r, FilterResult::Updated(o) if o.time == 512.0),
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod bank;
+pub mod bounds;
 pub mod command;
 pub mod discipline;
 pub mod estimator;
@@ -19,7 +20,7 @@ pub mod noise;
 pub mod select;
 
 pub use command::{ClockCommand, ClockControl, DisciplineEvent};
-pub use discipline::{Discipline, DisciplineConfig, DisciplineStats};
+pub use discipline::{Discipline, DisciplineConfig, DisciplineStats, MAX_SLEW_RATE_PPM};
 pub use filter::{ClockFilter, FilterOutput, FilterResult, Sample};
 pub use leap::{LeapKind, LeapState, PendingLeap};
 pub use select::{select, Candidate, SelectConfig, SelectStatus, Selection};

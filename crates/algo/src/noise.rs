@@ -59,10 +59,14 @@ impl DelayNoise {
         let alpha = (1.0 / n).max(1.0 / 32.0);
         self.mean_excess += alpha * (excess - self.mean_excess);
         // The minimum over n samples still sits above the true floor by a
-        // fraction of the typical excess, shrinking as the window fills.
+        // fraction of the typical excess, shrinking as the window fills:
+        // for exponential queueing each way the expected gap is about
+        // 0.6/√n of the mean excess; the minimum of a short window scatters
+        // widely around that, so err on the safe side (an overconfident
+        // start-up estimate rejects the very samples that would correct it).
         // With few samples the minimum may itself be a queued exchange: fall
         // back towards the hard bound (error ≤ delay/2) until it is known.
-        let floor_gap = (self.mean_excess * (0.5 / n.sqrt()).max(0.04)).max(min / n);
+        let floor_gap = (self.mean_excess * (1.0 / n.sqrt()).max(0.06)).max(min / n);
         let bound = excess + floor_gap;
         self.floor * self.floor + bound * bound / 12.0 + dispersion * dispersion / 12.0
     }

@@ -51,6 +51,12 @@ pub struct ClockStatus {
     pub maximum_error: f64,
 }
 
+/// The fastest slew [`Clock::slew_at`] must honour, s/s: chrony's default
+/// `maxslewrate` (83 333 ppm). The kernel can lengthen or shorten its tick by 10 %
+/// (`ADJ_TICK`) on top of a ±500 ppm frequency correction, so this rate is reachable
+/// whatever the frequency correction in force.
+pub const MAX_SLEW_RATE: f64 = 1.0 / 12.0;
+
 /// A clock that can be read and disciplined.
 ///
 /// Offsets are in seconds, positive meaning "the clock is behind; move it forward".
@@ -64,8 +70,19 @@ pub trait Clock {
     /// Jump the clock by `offset` seconds at once.
     fn step(&mut self, offset: f64) -> Result<(), ClockError>;
 
-    /// Correct `offset` seconds gradually (like `adjtime`), without a jump.
+    /// Correct `offset` seconds gradually (like `adjtime`, at its fixed
+    /// [`TimeCorrection::SLEW_RATE`]), without a jump, replacing any slew in progress.
     fn slew(&mut self, offset: f64) -> Result<(), ClockError>;
+
+    /// Correct `offset` seconds gradually at `rate` s/s on top of the frequency
+    /// correction, replacing any slew in progress. Rates up to [`MAX_SLEW_RATE`] are
+    /// honoured (faster ones are carried out at it), so a caller that keeps to it knows
+    /// when the correction is done: after `|offset| / rate` seconds.
+    ///
+    /// This is what lets a daemon correct 0.1 s in about a second, as chrony does, rather
+    /// than in the 200 s that `adjtime`'s 500 ppm take. A backend may finish a correction
+    /// small enough for [`Clock::slew`] to absorb within a second that way instead.
+    fn slew_at(&mut self, offset: f64, rate: f64) -> Result<(), ClockError>;
 
     /// Set the frequency correction, parts per million.
     fn set_frequency(&mut self, ppm: f64) -> Result<(), ClockError>;
@@ -102,10 +119,13 @@ pub struct TimeCorrection {
     pub frequency_ppm: f64,
     /// Seconds still to be slewed in after `base`.
     pub pending_slew: f64,
+    /// Rate at which `pending_slew` is absorbed, s/s.
+    pub slew_rate: f64,
 }
 
 impl TimeCorrection {
-    /// The rate at which a pending slew is absorbed, as Linux `adjtime` does (500 ppm).
+    /// The rate at which [`Clock::slew`] absorbs an offset, as Linux `adjtime` does
+    /// (500 ppm).
     pub const SLEW_RATE: f64 = 500e-6;
 
     /// No correction at all.
@@ -114,6 +134,7 @@ impl TimeCorrection {
         offset: 0.0,
         frequency_ppm: 0.0,
         pending_slew: 0.0,
+        slew_rate: Self::SLEW_RATE,
     };
 
     /// Seconds to add to the kernel time `raw`.
@@ -145,11 +166,12 @@ impl TimeCorrection {
             offset: self.offset_at(raw),
             frequency_ppm: self.frequency_ppm,
             pending_slew: self.pending_slew - slewed,
+            slew_rate: self.slew_rate,
         }
     }
 
     fn slewed_after(&self, elapsed: f64) -> f64 {
-        let limit = Self::SLEW_RATE * elapsed;
+        let limit = self.slew_rate * elapsed;
         self.pending_slew.clamp(-limit, limit)
     }
 }

@@ -5,7 +5,7 @@
 //! kernel time plus that correction, so the discipline's loop closes exactly as it would
 //! with the kernel clock, and the server hands out the corrected time.
 
-use meridian_clock::{Clock, ClockError, ClockStatus, LeapAction, TimeCorrection};
+use meridian_clock::{Clock, ClockError, ClockStatus, LeapAction, TimeCorrection, MAX_SLEW_RATE};
 use meridian_proto::NtpTimestamp;
 
 use crate::kernel_clock::{measure_precision, read_realtime};
@@ -62,9 +62,15 @@ impl Clock for ObserveClock {
     }
 
     fn slew(&mut self, offset: f64) -> Result<(), ClockError> {
-        // adjtime semantics: a new slew replaces whatever was still pending.
+        self.slew_at(offset, TimeCorrection::SLEW_RATE)
+    }
+
+    fn slew_at(&mut self, offset: f64, rate: f64) -> Result<(), ClockError> {
+        // adjtime semantics: a new slew replaces whatever was still pending. The kernel
+        // would refuse to go faster than MAX_SLEW_RATE, so neither does this clock.
         let mut c = self.rebase();
         c.pending_slew = offset;
+        c.slew_rate = rate.clamp(0.0, MAX_SLEW_RATE);
         self.correction = c;
         Ok(())
     }
@@ -127,6 +133,25 @@ mod tests {
         assert!((after_1s - 500e-6).abs() < 1e-9, "{after_1s}");
         let after_long = c.offset_at(c.base.add_seconds(10_000.0));
         assert!((after_long - 1.0).abs() < 1e-9, "{after_long}");
+    }
+
+    #[test]
+    fn fast_slew_is_absorbed_at_its_rate_but_no_faster_than_the_limit() {
+        let mut clock = ObserveClock::new();
+        clock.slew_at(-0.1, 0.05).unwrap();
+        let c = clock.kernel_correction();
+        let after_1s = c.offset_at(c.base.add_seconds(1.0));
+        assert!((after_1s + 0.05).abs() < 1e-9, "{after_1s}");
+        assert!((c.offset_at(c.base.add_seconds(3.0)) + 0.1).abs() < 1e-9);
+        // Asked for 100 %, it slews at MAX_SLEW_RATE.
+        clock.slew_at(1.0, 1.0).unwrap();
+        let c = clock.kernel_correction();
+        let slewed = c.offset_at(c.base.add_seconds(1.0)) - c.offset;
+        assert!((slewed - MAX_SLEW_RATE).abs() < 1e-9, "{slewed}");
+        // A rebase keeps the rate of the slew in progress.
+        let later = c.rebased(c.base.add_seconds(1.0));
+        assert_eq!(later.slew_rate, MAX_SLEW_RATE);
+        assert!((later.pending_slew - (1.0 - MAX_SLEW_RATE)).abs() < 1e-9);
     }
 
     #[test]

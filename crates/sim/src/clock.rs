@@ -3,9 +3,11 @@
 //! The clock reads true time plus an offset. The offset drifts with the
 //! oscillator's native frequency error (which random-walks: "wander") plus
 //! the commanded frequency correction, and absorbs slews at the commanded
-//! rate, capped at `max_slew_rate` — like Linux `adjtimex()` frequency plus
-//! an `adjtime()`-style phase slew on top (500 ppm for plain adjtime; a
-//! daemon slewing through the tick can go faster). Steps are immediate.
+//! rate. Both are held to the kernel's physical limits, like the real
+//! backend (`meridian-os`'s kernel clock): the frequency correction to
+//! ±500 ppm (`ADJ_FREQUENCY`), the slew on top of it to ±10 % (the tick
+//! length, `ADJ_TICK`, 9000..11000 µs of a 10000 µs tick). Faster requests
+//! are carried out at the limit. Steps are immediate.
 
 use meridian_algo::ClockControl;
 
@@ -28,13 +30,17 @@ pub struct SimClock {
     pub slew_left: f64,
     /// Current slew rate (s/s).
     pub slew_rate: f64,
-    /// Cap on the slew rate (s/s).
+    /// Cap on the slew rate (s/s): how far the tick length may be changed.
     pub max_slew_rate: f64,
     /// Steps applied, in order (s).
     pub steps: Vec<f64>,
 }
 
 impl SimClock {
+    /// How much faster or slower than nominal the kernel lets the clock run
+    /// by changing the tick length (s/s): ±10 %.
+    pub const MAX_TICK_ADJUST: f64 = 0.1;
+
     /// Clock `offset` s off and `native_ppm` fast, wandering `wander_ppb`/√s.
     pub fn new(offset: f64, native_ppm: f64, wander_ppb: f64) -> Self {
         Self {
@@ -45,7 +51,7 @@ impl SimClock {
             max_freq_ppm: 500.0,
             slew_left: 0.0,
             slew_rate: 0.0,
-            max_slew_rate: 500e-6,
+            max_slew_rate: Self::MAX_TICK_ADJUST,
             steps: Vec::new(),
         }
     }
@@ -106,7 +112,7 @@ mod tests {
         c.advance(10.0);
         assert!((c.offset - 1e-3).abs() < 1e-12);
         c.set_frequency(-100.0);
-        c.slew(-1e-3, 1.0); // capped at 500 ppm: takes 2 s
+        c.slew(-1e-3, 500e-6); // at adjtime's rate: takes 2 s
         c.advance(1.0);
         assert!((c.offset - 0.5e-3).abs() < 1e-12);
         c.advance(5.0);
@@ -114,5 +120,22 @@ mod tests {
         c.step(0.25);
         assert_eq!(c.read(1.0), 1.25);
         assert_eq!(c.steps, vec![0.25]);
+    }
+
+    #[test]
+    fn refuses_to_adjust_beyond_the_kernel_limits() {
+        let mut c = SimClock::new(-0.1, 0.0, 0.0);
+        // Asked to slew at 100 % (the whole 0.1 s in 0.1 s), it goes no
+        // faster than the tick allows: 10 %, so 0.1 s takes 1 s.
+        c.slew(0.1, 1.0);
+        c.advance(0.5);
+        assert!((c.offset + 0.05).abs() < 1e-12, "{}", c.offset);
+        c.advance(0.5);
+        assert!(c.offset.abs() < 1e-12, "{}", c.offset);
+        // The frequency correction stops at 500 ppm.
+        c.set_frequency(-2000.0);
+        assert_eq!(c.freq_ppm, -500.0);
+        c.advance(10.0);
+        assert!((c.offset + 5e-3).abs() < 1e-12, "{}", c.offset);
     }
 }

@@ -13,8 +13,8 @@
 //! recording), polls and packet arrivals.
 
 use meridian_algo::{
-    leap, select, Candidate, ClockCommand, ClockControl, ClockFilter, Discipline, FilterResult,
-    LeapState, Sample, SelectStatus,
+    leap, select, Candidate, ClockCommand, ClockControl, ClockFilter, Discipline, LeapState,
+    Sample, SelectStatus,
 };
 
 use crate::clock::SimClock;
@@ -255,7 +255,7 @@ impl<D: DisciplineAlgorithm> DirectSimulation<D> {
         src.reach |= 1;
         let interval = self.poll_interval();
         let src = &mut self.sources[a.source];
-        let result = src.filter.push(
+        src.filter.push(
             Sample {
                 offset,
                 delay,
@@ -265,9 +265,10 @@ impl<D: DisciplineAlgorithm> DirectSimulation<D> {
             interval,
         );
         let sel = self.select(t4);
-        // Only the system peer's own samples reach the discipline; a
-        // popcorn spike never does.
-        if sel != Some(a.source) || result == FilterResult::Spike {
+        // Only the system peer's own samples reach the discipline, held
+        // popcorn spikes included (as in the sync core): its innovation gate
+        // judges outliers knowing the corrections made since the filter's output.
+        if sel != Some(a.source) {
             return;
         }
         let cmd = self.discipline.update(t4, offset, delay, dispersion);
@@ -303,6 +304,7 @@ impl<D: DisciplineAlgorithm> DirectSimulation<D> {
                     noselect: false,
                     reachable: s.reach != 0,
                     pps: false,
+                    truechimer: false,
                 })
             })
             .collect();

@@ -29,7 +29,7 @@
 
 use std::net::SocketAddr;
 
-use meridian_algo::{ClockCommand, DisciplineConfig, SelectConfig, SelectStatus};
+use meridian_algo::{ClockCommand, DisciplineConfig, DisciplineEvent, SelectConfig, SelectStatus};
 use meridian_proto::{NtpHeader, HEADER_LEN};
 use meridian_sync::{AssocKind, SourceOptions, SyncConfig, SyncCore};
 
@@ -105,6 +105,8 @@ pub struct RunLog {
     pub polls: Vec<i8>,
     /// Discipline updates.
     pub updates: u64,
+    /// `(true time, event)` of every discipline command applied.
+    pub events: Vec<(f64, DisciplineEvent)>,
 }
 
 /// Which way a datagram is going.
@@ -368,6 +370,7 @@ impl Simulation {
 
     fn apply(&mut self, command: ClockCommand) {
         self.log.updates += 1;
+        self.log.events.push((self.now, command.event));
         self.log.polls.push(self.core.system().discipline.poll);
         command.apply(&mut self.clock);
         if let Some(s) = command.step {

@@ -44,10 +44,10 @@ impl ClockControl for ClockDriver<'_> {
         }
     }
 
-    fn slew(&mut self, offset: f64, _rate: f64) {
-        // Both backends slew at the kernel's adjtime rate, which is the rate the
-        // discipline is configured with (DisciplineConfig::slew_rate_ppm = 500).
-        if let Err(e) = self.clock.slew(offset) {
+    fn slew(&mut self, offset: f64, rate: f64) {
+        // The discipline accounts for the slew at the rate it asked for, which the clock
+        // honours up to MAX_SLEW_RATE (the discipline's default, checked below).
+        if let Err(e) = self.clock.slew_at(offset, rate) {
             report(&mut self.failures.slew, "slew the clock", &e);
         }
     }
@@ -56,5 +56,17 @@ impl ClockControl for ClockDriver<'_> {
         if let Err(e) = self.clock.set_frequency(ppm) {
             report(&mut self.failures.frequency, "set the clock frequency", &e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use meridian_algo::{DisciplineConfig, MAX_SLEW_RATE_PPM};
+    use meridian_clock::MAX_SLEW_RATE;
+
+    #[test]
+    fn the_discipline_slews_no_faster_than_every_clock_can() {
+        assert!((MAX_SLEW_RATE_PPM * 1e-6 - MAX_SLEW_RATE).abs() < 1e-12);
+        assert!(DisciplineConfig::default().slew_rate_ppm * 1e-6 <= MAX_SLEW_RATE);
     }
 }
