@@ -12,10 +12,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DURATION=${DURATION:-3}                        # seconds of load per run
 REPS=${REPS:-3}                                # repetitions (the table shows medians)
 RATES=${RATES:-"50000 100000 200000 max"}      # offered requests/s per run
-SERVERS=${SERVERS:-"echo meridian chrony meridian-w2 meridian-nts chrony-nts"}
+SERVERS=${SERVERS-"echo meridian chrony meridian-w2 meridian-nts chrony-nts"} # "": memory only
 CLIENTS=${CLIENTS:-64}                         # distinct source addresses in throughput runs
 MEMORY_CLIENTS=${MEMORY_CLIENTS:-100000}       # distinct clients for the memory figure (0: skip)
-MEMORY_SERVERS=${MEMORY_SERVERS:-"meridian meridian-default chrony"}
+MEMORY_SERVERS=${MEMORY_SERVERS-"meridian meridian-default chrony"} # "": none
 PORT=${PORT:-12410}                            # first port used; a few above it too
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
@@ -209,7 +209,7 @@ done
 if [[ $MEMORY_CLIENTS -gt 0 ]]; then
     echo "== memory: RSS after $MEMORY_CLIENTS distinct clients sent one request each"
     # meridian: `mru maxdepth` as many as the clients; meridian-default: no `mru` line
-    # (1024 KiB); chrony: its default clientloglimit.
+    # (1024 KiB); chrony: its default clientloglimit (512 KiB).
     for entry in $MEMORY_SERVERS; do
         next_port
         server=$entry extra=""
@@ -306,7 +306,10 @@ END {
         if (!memhdr++) printf "\n%-16s %9s %9s %8s %11s %11s %11s %9s %9s\n", "memory", "clients", "replies", "KoDs", "RSS before", "RSS after", "peak (HWM)", "growth", "B/client"
         printf "%-16s %9d %9d %8d %7.1f MiB %7.1f MiB %7.1f MiB %5.1f MiB %9.0f\n", name, mcl[name], mrep[name], mkod[name], before[name] / 1024, mrss[name] / 1024, mhwm[name] / 1024, (mhwm[name] - before[name]) / 1024, (mcl[name] > 0 ? (mhwm[name] - before[name]) * 1024 / mcl[name] : 0)
     }
-    if (memhdr) printf "(meridian: mru maxdepth = clients; meridian-default: no mru line, 1024 KiB = 10922 entries; chrony: default clientloglimit, 512 KiB.\n B/client = peak growth / distinct clients that asked, whether or not the server kept them)\n"
+    if (memhdr) printf "(meridian: mru maxdepth = clients; meridian-default: no mru line, 1024 KiB = 29127 entries of 36 B; chrony: default clientloglimit, 512 KiB.\n B/client = peak growth / distinct clients that asked, whether or not the server kept them)\n"
     if (("meridian" in mrss) && ("chrony" in mrss)) printf "  RSS with %d clients: meridian/chrony %.2f (goal <= 1.00)\n", mcl["meridian"], mrss["meridian"] / mrss["chrony"]
+    # Both with their default bounds on client memory (mru maxmem 1024 KiB as in ntpd, chrony
+    # clientloglimit 512 KiB): neither keeps all the clients.
+    if (("meridian-default" in mrss) && ("chrony" in mrss)) printf "  RSS with %d clients, both at their default client-memory bound: meridian-default/chrony %.2f\n", mcl["meridian-default"], mrss["meridian-default"] / mrss["chrony"]
 }' "$RESULTS"
 echo "   load average now: $(cut -d' ' -f1-3 /proc/loadavg) (other work on these CPUs makes every figure noisy; compare within one run)"

@@ -295,7 +295,7 @@ mod tests {
         let ring = SharedKeyRing::new(KeyRing::generate(1_700_000_000));
         let server = NtsServer::new(ring.clone());
         let mut s = sessions(&ring, 8);
-        let mut buf = [0u8; crate::sys::BUF_LEN];
+        let mut buf = [0u8; meridian_os::udp::MAX_DATAGRAM];
         // Three in flight at once: the jar lends cookies and gets them back.
         let mut flights = Vec::new();
         for t in 1..=3u64 {
@@ -324,7 +324,7 @@ mod tests {
             .build(0, 9, [9; UID_LEN], Ask::Fill, &mut buf)
             .unwrap()
             .unwrap();
-        assert!(len <= crate::sys::BUF_LEN, "{len}");
+        assert!(len <= meridian_os::udp::MAX_DATAGRAM, "{len}");
         let reply = serve(&server, &buf[..len]);
         s.verify(*f, &reply).unwrap();
         assert_eq!(s.cookies(0), 11 - 1 + 8);
@@ -335,7 +335,7 @@ mod tests {
         let ring = SharedKeyRing::new(KeyRing::generate(1_700_000_000));
         let server = NtsServer::new(ring.clone());
         let mut s = sessions(&ring, 8);
-        let mut buf = [0u8; crate::sys::BUF_LEN];
+        let mut buf = [0u8; meridian_os::udp::MAX_DATAGRAM];
         let (len, f) = s
             .build(0, 5, [5; UID_LEN], Ask::Keep(JAR), &mut buf)
             .unwrap()

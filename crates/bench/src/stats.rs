@@ -63,7 +63,7 @@ fn stat_cpu_ns(pid: u32) -> Option<u64> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // Fields 14 and 15 of the whole line (utime, stime) are 11 and 12 here, from 0.
     let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks * 1_000_000_000 / crate::sys::clock_ticks_per_second())
+    Some(ticks * 1_000_000_000 / meridian_os::host::clock_ticks_per_second())
 }
 
 /// Resident memory of `pid` in KiB: (current `VmRSS`, peak `VmHWM`).

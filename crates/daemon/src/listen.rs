@@ -90,8 +90,9 @@ pub fn open_socket(addr: SocketAddr) -> io::Result<Socket> {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_port(true)?;
-    // Room for bursts while a worker is busy; the kernel caps it at rmem_max.
-    let _ = socket.set_recv_buffer_size(4 << 20);
+    // The receive buffer starts at the kernel's default; each worker then sizes it to
+    // the rate it serves (server::rcvbuf), so that a queue never holds more than a few
+    // milliseconds of requests.
     socket.bind(&addr.into())?;
     meridian_os::udp::enable_rx_metadata(&socket, addr.is_ipv6(), addr.ip().is_unspecified())?;
     Ok(socket)

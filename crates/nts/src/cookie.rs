@@ -14,7 +14,9 @@
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::aead::{random_bytes, AeadKey, AEAD_AES_SIV_CMAC_256, KEY_LEN, NONCE_LEN, TAG_LEN};
+use crate::aead::{
+    random_bytes, AeadKey, SivKey, AEAD_AES_SIV_CMAC_256, KEY_LEN, NONCE_LEN, TAG_LEN,
+};
 
 /// Length of every cookie we issue.
 pub const COOKIE_LEN: usize = 4 + NONCE_LEN + TAG_LEN + 2 * KEY_LEN;
@@ -53,6 +55,8 @@ pub struct SessionKeys {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct KeyRing {
     keys: Vec<MasterKey>,
+    /// `keys`, expanded once: every NTS request opens and seals a cookie.
+    ciphers: Ciphers,
     /// Seconds between rotations; 0 disables rotation (keys managed
     /// externally, e.g. a fleet reading one shared file).
     pub rotation_secs: u64,
@@ -68,6 +72,31 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The master keys expanded, in the ring's order. Derived from the keys, so
+/// it takes no part in comparisons and shows nothing when printed.
+#[derive(Clone, Default)]
+struct Ciphers(Vec<SivKey>);
+
+impl Ciphers {
+    fn of(keys: &[MasterKey]) -> Self {
+        Ciphers(keys.iter().map(|k| SivKey::new(&k.key)).collect())
+    }
+}
+
+impl PartialEq for Ciphers {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Ciphers {}
+
+impl std::fmt::Debug for Ciphers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} expanded", self.0.len())
+    }
+}
+
 fn cookie_ad(id: u32) -> [u8; 6] {
     let mut ad = [0u8; 6];
     ad[..4].copy_from_slice(&id.to_be_bytes());
@@ -80,12 +109,14 @@ impl KeyRing {
     pub fn generate(now: u64) -> Self {
         let mut id = [0u8; 4];
         random_bytes(&mut id);
+        let keys = vec![MasterKey {
+            id: u32::from_be_bytes(id),
+            created: now,
+            key: AeadKey::random(),
+        }];
         KeyRing {
-            keys: vec![MasterKey {
-                id: u32::from_be_bytes(id),
-                created: now,
-                key: AeadKey::random(),
-            }],
+            ciphers: Ciphers::of(&keys),
+            keys,
             rotation_secs: DEFAULT_ROTATION_SECS,
             retain: DEFAULT_RETAIN,
         }
@@ -106,6 +137,7 @@ impl KeyRing {
             return None;
         }
         Some(KeyRing {
+            ciphers: Ciphers::of(&keys),
             keys,
             rotation_secs: DEFAULT_ROTATION_SECS,
             retain: DEFAULT_RETAIN,
@@ -138,6 +170,7 @@ impl KeyRing {
             },
         );
         self.keys.truncate((self.retain + 1).min(MAX_KEYS));
+        self.ciphers = Ciphers::of(&self.keys);
     }
 
     /// Rotates if the current key is `rotation_secs` old (never when
@@ -161,7 +194,7 @@ impl KeyRing {
         random_bytes(nonce);
         body[..KEY_LEN].copy_from_slice(keys.c2s.as_bytes());
         body[KEY_LEN..].copy_from_slice(keys.s2c.as_bytes());
-        let t = master.key.seal_in_place(&cookie_ad(master.id), nonce, body);
+        let t = self.ciphers.0[0].seal_in_place(&cookie_ad(master.id), nonce, body);
         tag.copy_from_slice(&t);
     }
 
@@ -173,13 +206,10 @@ impl KeyRing {
         let (nonce, rest) = rest.split_first_chunk::<NONCE_LEN>()?;
         let (tag, ct) = rest.split_first_chunk::<TAG_LEN>()?;
         let id = u32::from_be_bytes(*id);
-        let master = self.keys.iter().find(|k| k.id == id)?;
+        let at = self.keys.iter().position(|k| k.id == id)?;
         let mut body = [0u8; 2 * KEY_LEN];
         body.copy_from_slice(ct);
-        if !master
-            .key
-            .open_in_place(&cookie_ad(id), nonce, tag, &mut body)
-        {
+        if !self.ciphers.0[at].open_in_place(&cookie_ad(id), nonce, tag, &mut body) {
             return None;
         }
         let (c2s, s2c) = body.split_first_chunk::<KEY_LEN>()?;

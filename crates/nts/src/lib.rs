@@ -44,7 +44,7 @@ pub mod keyfile;
 pub mod server;
 pub mod tls;
 
-pub use aead::{AeadKey, AEAD_AES_SIV_CMAC_256};
+pub use aead::{AeadKey, SivKey, AEAD_AES_SIV_CMAC_256};
 pub use certs::{generate_test_ca_and_server_cert, CertPaths};
 pub use client::{NtsClientState, NTP_PORT};
 pub use cookie::{KeyRing, MasterKey, SessionKeys, SharedKeyRing, COOKIE_LEN};

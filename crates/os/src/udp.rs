@@ -3,7 +3,10 @@
 //! A server's hot path lives here: one `recvmmsg` fills up to [`BATCH`] preallocated
 //! slots, and one `sendmmsg` sends the replies, each from the local address its request
 //! arrived on. No allocation happens per packet: [`RecvBatch`] and [`SendBatch`] own all
-//! their storage and are reused.
+//! their storage and are reused. Both take the number of slots as a parameter (the server
+//! uses [`BATCH`]); the load generator in `crates/bench` uses the same code with larger
+//! batches, non-blocking receives and the socket drop counter, so that this crate stays
+//! the only one with `unsafe` code.
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -35,6 +38,26 @@ pub fn enable_rx_metadata(
     } else {
         set_int_option(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
     }
+}
+
+/// Also report, with each received datagram, the socket's running count of datagrams
+/// dropped for lack of buffer space (`SO_RXQ_OVFL`), as [`Received::socket_drops`].
+pub fn enable_drop_counter(socket: &socket2::Socket) -> io::Result<()> {
+    set_int_option(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
+}
+
+/// Set the receive and send buffers to `bytes`, past `rmem_max`/`wmem_max` when the
+/// process may (`SO_RCVBUFFORCE`, `CAP_NET_ADMIN`), else as far as those limits allow.
+pub fn force_buffer_sizes(socket: &socket2::Socket, bytes: usize) -> io::Result<()> {
+    let fd = socket.as_raw_fd();
+    let v = bytes.min(i32::MAX as usize) as libc::c_int;
+    if set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, v).is_err() {
+        set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, v)?;
+    }
+    if set_int_option(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, v).is_err() {
+        set_int_option(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, v)?;
+    }
+    Ok(())
 }
 
 fn set_int_option(
@@ -73,21 +96,23 @@ pub struct Received<'a> {
     pub kernel_rx: Option<NtpTimestamp>,
     /// Whether the datagram was longer than [`MAX_DATAGRAM`] (and so cut).
     pub truncated: bool,
+    /// The socket's running count of drops, with [`enable_drop_counter`].
+    pub socket_drops: Option<u32>,
 }
 
-/// Preallocated storage for one `recvmmsg` call.
-pub struct RecvBatch {
-    buffers: Box<[[u8; MAX_DATAGRAM]; BATCH]>,
-    controls: Box<[[u64; CONTROL_LEN / 8]; BATCH]>,
-    addrs: Box<[libc::sockaddr_storage; BATCH]>,
-    iovecs: Box<[libc::iovec; BATCH]>,
-    headers: Box<[libc::mmsghdr; BATCH]>,
+/// Preallocated storage for one `recvmmsg` call of up to `N` datagrams.
+pub struct RecvBatch<const N: usize = BATCH> {
+    buffers: Box<[[u8; MAX_DATAGRAM]; N]>,
+    controls: Box<[[u64; CONTROL_LEN / 8]; N]>,
+    addrs: Box<[libc::sockaddr_storage; N]>,
+    iovecs: Box<[libc::iovec; N]>,
+    headers: Box<[libc::mmsghdr; N]>,
     received: usize,
 }
 
 // SAFETY: the raw pointers inside `iovecs`/`headers` only ever point into the batch's own
 // boxed storage, which moves with it.
-unsafe impl Send for RecvBatch {}
+unsafe impl<const N: usize> Send for RecvBatch<N> {}
 
 impl Default for RecvBatch {
     fn default() -> Self {
@@ -96,13 +121,20 @@ impl Default for RecvBatch {
 }
 
 impl RecvBatch {
-    /// Allocate the storage once.
+    /// Allocate the storage once, for [`BATCH`] datagrams.
     pub fn new() -> Self {
+        Self::with_slots()
+    }
+}
+
+impl<const N: usize> RecvBatch<N> {
+    /// Allocate the storage once, for `N` datagrams.
+    pub fn with_slots() -> Self {
         // SAFETY: all of these are plain C structs for which all-zero is a valid value.
         unsafe {
             RecvBatch {
-                buffers: Box::new([[0; MAX_DATAGRAM]; BATCH]),
-                controls: Box::new([[0; CONTROL_LEN / 8]; BATCH]),
+                buffers: Box::new([[0; MAX_DATAGRAM]; N]),
+                controls: Box::new([[0; CONTROL_LEN / 8]; N]),
                 addrs: Box::new(zeroed()),
                 iovecs: Box::new(zeroed()),
                 headers: Box::new(zeroed()),
@@ -112,9 +144,18 @@ impl RecvBatch {
     }
 
     /// Block (subject to the socket's read timeout) until at least one datagram arrives,
-    /// then take up to [`BATCH`] without waiting further. Returns how many arrived.
+    /// then take up to `N` without waiting further. Returns how many arrived.
     pub fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
-        for i in 0..BATCH {
+        self.recv_flags(socket, libc::MSG_WAITFORONE)
+    }
+
+    /// Take up to `N` datagrams already queued, without waiting: `WouldBlock` if none is.
+    pub fn recv_nowait(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+        self.recv_flags(socket, libc::MSG_DONTWAIT)
+    }
+
+    fn recv_flags(&mut self, socket: &impl AsRawFd, flags: libc::c_int) -> io::Result<usize> {
+        for i in 0..N {
             self.iovecs[i] = libc::iovec {
                 iov_base: self.buffers[i].as_mut_ptr().cast(),
                 iov_len: MAX_DATAGRAM,
@@ -130,13 +171,13 @@ impl RecvBatch {
             self.headers[i].msg_len = 0;
         }
         // SAFETY: every header points at storage owned by `self` that lives across the call,
-        // with the lengths given; MSG_WAITFORONE returns once one datagram is in.
+        // with the lengths given.
         let n = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
                 self.headers.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                N as libc::c_uint,
+                flags,
                 std::ptr::null_mut(),
             )
         };
@@ -169,6 +210,7 @@ impl RecvBatch {
         let source = sockaddr_to_std(&self.addrs[i])?;
         let mut destination = None;
         let mut kernel_rx = None;
+        let mut socket_drops = None;
         // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed cmsgs into our
         // control buffer; the CMSG_* macros stay within that length.
         unsafe {
@@ -191,6 +233,9 @@ impl RecvBatch {
                         let info: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
                         destination = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
                     }
+                    (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
+                        socket_drops = Some(std::ptr::read_unaligned(data.cast::<u32>()));
+                    }
                     _ => {}
                 }
                 cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
@@ -202,25 +247,26 @@ impl RecvBatch {
             destination,
             kernel_rx,
             truncated: hdr.msg_flags & libc::MSG_TRUNC != 0,
+            socket_drops,
         })
     }
 }
 
-/// Preallocated storage for one `sendmmsg` call.
-pub struct SendBatch {
-    buffers: Box<[[u8; MAX_DATAGRAM]; BATCH]>,
-    lens: [usize; BATCH],
-    controls: Box<[[u64; CONTROL_LEN / 8]; BATCH]>,
-    addrs: Box<[libc::sockaddr_storage; BATCH]>,
-    addr_lens: [libc::socklen_t; BATCH],
-    sources: [Option<IpAddr>; BATCH],
-    iovecs: Box<[libc::iovec; BATCH]>,
-    headers: Box<[libc::mmsghdr; BATCH]>,
+/// Preallocated storage for one `sendmmsg` call of up to `N` datagrams.
+pub struct SendBatch<const N: usize = BATCH> {
+    buffers: Box<[[u8; MAX_DATAGRAM]; N]>,
+    lens: [usize; N],
+    controls: Box<[[u64; CONTROL_LEN / 8]; N]>,
+    addrs: Box<[libc::sockaddr_storage; N]>,
+    addr_lens: [libc::socklen_t; N],
+    sources: [Option<IpAddr>; N],
+    iovecs: Box<[libc::iovec; N]>,
+    headers: Box<[libc::mmsghdr; N]>,
     queued: usize,
 }
 
 // SAFETY: as for RecvBatch, pointers only refer to the batch's own storage.
-unsafe impl Send for SendBatch {}
+unsafe impl<const N: usize> Send for SendBatch<N> {}
 
 impl Default for SendBatch {
     fn default() -> Self {
@@ -229,17 +275,24 @@ impl Default for SendBatch {
 }
 
 impl SendBatch {
-    /// Allocate the storage once.
+    /// Allocate the storage once, for [`BATCH`] datagrams.
     pub fn new() -> Self {
+        Self::with_slots()
+    }
+}
+
+impl<const N: usize> SendBatch<N> {
+    /// Allocate the storage once, for `N` datagrams.
+    pub fn with_slots() -> Self {
         // SAFETY: plain C structs; all-zero is valid.
         unsafe {
             SendBatch {
-                buffers: Box::new([[0; MAX_DATAGRAM]; BATCH]),
-                lens: [0; BATCH],
-                controls: Box::new([[0; CONTROL_LEN / 8]; BATCH]),
+                buffers: Box::new([[0; MAX_DATAGRAM]; N]),
+                lens: [0; N],
+                controls: Box::new([[0; CONTROL_LEN / 8]; N]),
                 addrs: Box::new(zeroed()),
-                addr_lens: [0; BATCH],
-                sources: [None; BATCH],
+                addr_lens: [0; N],
+                sources: [None; N],
                 iovecs: Box::new(zeroed()),
                 headers: Box::new(zeroed()),
                 queued: 0,
@@ -249,7 +302,7 @@ impl SendBatch {
 
     /// Whether no more datagrams fit.
     pub fn is_full(&self) -> bool {
-        self.queued == BATCH
+        self.queued == N
     }
 
     /// Number of queued datagrams.
@@ -299,6 +352,49 @@ impl SendBatch {
     /// Send everything queued with one `sendmmsg` (retrying for a partial send), then
     /// empty the batch. Returns how many datagrams the kernel took.
     pub fn send(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+        let n = self.prepare();
+        let mut sent = 0;
+        let mut result = Ok(0);
+        while sent < n {
+            match self.sendmmsg(socket, sent, n) {
+                Ok(k) => {
+                    sent += k;
+                    result = Ok(sent);
+                }
+                Err(err) => {
+                    // Skip the datagram that failed (for example an unreachable
+                    // destination) so one bad client cannot stall the rest of the batch.
+                    sent += 1;
+                    result = Err(err);
+                }
+            }
+        }
+        self.queued = 0;
+        result.map(|_| sent)
+    }
+
+    /// Send the queued datagrams in order until the kernel refuses one (a full send
+    /// buffer on a non-blocking socket, say), then empty the batch. Returns how many went
+    /// out, all before the refused one, and the refusal.
+    pub fn send_until_refused(&mut self, socket: &impl AsRawFd) -> (usize, Option<io::Error>) {
+        let n = self.prepare();
+        let mut sent = 0;
+        let mut refused = None;
+        while sent < n {
+            match self.sendmmsg(socket, sent, n) {
+                Ok(k) => sent += k,
+                Err(err) => {
+                    refused = Some(err);
+                    break;
+                }
+            }
+        }
+        self.queued = 0;
+        (sent, refused)
+    }
+
+    /// Point the headers of the queued datagrams at their storage; returns how many.
+    fn prepare(&mut self) -> usize {
         let n = self.queued;
         for i in 0..n {
             self.iovecs[i] = libc::iovec {
@@ -319,34 +415,35 @@ impl SendBatch {
             hdr.msg_controllen = control_len as _;
             hdr.msg_flags = 0;
         }
-        let mut sent = 0;
-        let mut result = Ok(0);
-        while sent < n {
-            // SAFETY: headers [sent, n) point at storage owned by `self`, valid across the call.
+        n
+    }
+
+    /// One `sendmmsg` of prepared datagrams `[from, to)`, retried on EINTR; how many
+    /// the kernel took (at least one), or why it took none.
+    fn sendmmsg(&mut self, socket: &impl AsRawFd, from: usize, to: usize) -> io::Result<usize> {
+        loop {
+            // SAFETY: `prepare` pointed headers [from, to) at storage owned by `self`, valid
+            // across the call; `to` never exceeds the slots queued.
             let rc = unsafe {
                 libc::sendmmsg(
                     socket.as_raw_fd(),
-                    self.headers.as_mut_ptr().add(sent),
-                    (n - sent) as libc::c_uint,
+                    self.headers.as_mut_ptr().add(from),
+                    (to - from) as libc::c_uint,
                     0,
                 )
             };
-            if rc < 0 {
-                let err = io::Error::last_os_error();
-                if err.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                // Skip the datagram that failed (for example an unreachable destination)
-                // so one bad client cannot stall the rest of the batch.
-                sent += 1;
-                result = Err(err);
-                continue;
+            if rc > 0 {
+                return Ok(rc as usize);
             }
-            sent += rc as usize;
-            result = Ok(sent);
+            let err = if rc == 0 {
+                io::Error::from(io::ErrorKind::WriteZero)
+            } else {
+                io::Error::last_os_error()
+            };
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
         }
-        self.queued = 0;
-        result.map(|_| sent)
     }
 }
 
@@ -532,6 +629,67 @@ mod tests {
             assert_eq!(&buf[..n], &[i, 1, 2, 9]);
             assert_eq!(from, server_addr);
         }
+    }
+
+    #[test]
+    fn larger_batches_nowait_receive_drop_counter_and_send_until_refused() {
+        let server = bound_v4();
+        enable_drop_counter(&server).unwrap();
+        let server_addr = server.local_addr().unwrap().as_socket().unwrap();
+        let mut rx = RecvBatch::<64>::with_slots();
+        assert_eq!(
+            rx.recv_nowait(&server).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        // 40 datagrams from a wildcard-bound client, each from its own loopback source.
+        let client = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        client
+            .bind(&"0.0.0.0:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let mut tx = SendBatch::<64>::with_slots();
+        for i in 0..40u8 {
+            let source = IpAddr::V4(Ipv4Addr::new(127, 8, 0, 1 + i));
+            assert!(tx.push_with(server_addr, Some(source), |b| {
+                b[0] = i;
+                Some(1)
+            }));
+        }
+        assert_eq!(tx.send_until_refused(&client).0, 40);
+        assert!(tx.is_empty());
+        let mut got = 0;
+        while got < 40 {
+            let n = rx.recv(&server).unwrap();
+            for i in 0..n {
+                let p = rx.get(i).unwrap();
+                let k = p.data[0];
+                assert_eq!(p.source.ip(), IpAddr::V4(Ipv4Addr::new(127, 8, 0, 1 + k)));
+                // The kernel only says once there have been drops.
+                assert_eq!(p.socket_drops, None);
+            }
+            got += n;
+        }
+        // Overfill a small buffer: a datagram queued after the drops carries their count.
+        server.set_recv_buffer_size(4096).unwrap();
+        for _ in 0..4 {
+            for _ in 0..50 {
+                tx.push_with(server_addr, None, |_| Some(1));
+            }
+            tx.send_until_refused(&client);
+        }
+        while rx.recv_nowait(&server).is_ok() {}
+        tx.push_with(server_addr, None, |_| Some(1));
+        assert_eq!(tx.send_until_refused(&client).0, 1);
+        assert_eq!(rx.recv(&server).unwrap(), 1);
+        let drops = rx.get(0).unwrap().socket_drops.expect("a drop count");
+        assert!(drops > 0 && drops < 200, "{drops}");
+        // A destination the kernel refuses at once (port 0): nothing goes, and why is said.
+        let mut tx = SendBatch::new();
+        tx.push_with("127.0.0.1:0".parse().unwrap(), None, |_| Some(1));
+        tx.push_with(server_addr, None, |_| Some(1));
+        let (sent, refused) = tx.send_until_refused(&client);
+        assert_eq!(sent, 0);
+        assert!(refused.is_some());
+        assert!(tx.is_empty());
     }
 
     #[test]

@@ -30,7 +30,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -39,8 +39,10 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use meridian_bench::ntp::{self, ReplyKind};
 use meridian_bench::nts::{Ask, InFlight, Sessions};
-use meridian_bench::{stats, sys};
+use meridian_bench::{clock, stats};
 use meridian_nts::{NtsError, TrustAnchors, UID_LEN};
+use meridian_os::poll::Epoll;
+use meridian_os::udp::{self, Received, RecvBatch, SendBatch};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -223,6 +225,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// Datagrams per receive: more than the 32 sent per batch, so that reading replies
+/// costs loadgen fewer system calls than sending requests.
+const RX_BATCH: usize = 64;
+type RxBatch = RecvBatch<RX_BATCH>;
+
 fn open_sockets(args: &Args) -> std::io::Result<(Vec<Socket>, bool)> {
     let sockets = args.sockets.clamp(1, args.clients);
     let pktinfo = sockets < args.clients;
@@ -231,8 +238,9 @@ fn open_sockets(args: &Args) -> std::io::Result<(Vec<Socket>, bool)> {
         let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
         s.set_nonblocking(true)?;
         // Large buffers so that our own side never drops what the server answered.
-        sys::force_buffers(&s, 8 << 20)?;
-        sys::enable_rx_metadata(&s)?;
+        udp::force_buffer_sizes(&s, 8 << 20)?;
+        udp::enable_rx_metadata(&s, false, true)?;
+        udp::enable_drop_counter(&s)?;
         let ip = if pktinfo {
             Ipv4Addr::UNSPECIFIED
         } else {
@@ -246,10 +254,10 @@ fn open_sockets(args: &Args) -> std::io::Result<(Vec<Socket>, bool)> {
 
 fn run(args: &Args) -> std::io::Result<()> {
     if let Some(cpu) = args.cpu {
-        sys::pin_to_cpu(cpu)?;
+        meridian_os::host::pin_to_cpu(cpu)?;
     }
     let (sockets, pktinfo) = open_sockets(args)?;
-    let mut epoll = sys::Epoll::new(sockets.len())?;
+    let mut epoll = Epoll::new(sockets.len())?;
     for (i, s) in sockets.iter().enumerate() {
         epoll.add(s, i as u64)?;
     }
@@ -276,10 +284,10 @@ fn run(args: &Args) -> std::io::Result<()> {
         ..Counts::default()
     };
     let mut socket_drops = vec![0u32; sockets.len()];
-    let mut tx = sys::Batch::new();
-    let mut rx = sys::Batch::new();
+    let mut tx = SendBatch::new();
+    let mut rx = RxBatch::with_slots();
     let mut ready = Vec::with_capacity(sockets.len());
-    let batch = 32usize;
+    let batch = udp::BATCH;
     let (mut next_socket, mut next_client) = (0usize, 0u32);
     let mut transmits = [0u64; 32];
     let mut clients_of = [0u32; 32];
@@ -337,48 +345,50 @@ fn run(args: &Args) -> std::io::Result<()> {
                     {
                         transmit = rng.gen();
                     }
-                    if let Some(n) = nts.as_mut() {
-                        let session = client % n.len() as u32;
-                        let mut uid = [0u8; UID_LEN];
+                    let mut uid = [0u8; UID_LEN];
+                    if nts.is_some() {
                         rng.fill(&mut uid[..]);
-                        match n.build(
-                            session,
-                            transmit,
-                            uid,
-                            Ask::Keep(args.nts_cookies),
-                            tx.buf_mut(j),
-                        ) {
+                    }
+                    let mut failed = None;
+                    let source = pktinfo.then(|| IpAddr::V4(client_addr(client)));
+                    let queued = tx.push_with(SocketAddr::V4(args.target), source, |buf| {
+                        let Some(n) = nts.as_mut() else {
+                            let header: &mut [u8; ntp::HEADER_LEN] = (&mut buf[..ntp::HEADER_LEN])
+                                .try_into()
+                                .expect("header fits a slot");
+                            ntp::write_request(header, transmit);
+                            return Some(ntp::HEADER_LEN);
+                        };
+                        let session = client % n.len() as u32;
+                        match n.build(session, transmit, uid, Ask::Keep(args.nts_cookies), buf) {
                             Ok(Some((len, flight))) => {
-                                tx.set_len(j, len);
                                 flights[j] = Some(flight);
+                                Some(len)
                             }
-                            Ok(None) => {
-                                c.nts_starved += 1;
-                                continue;
-                            }
+                            // No cookie to send with: nothing queued.
+                            Ok(None) => None,
                             Err(e) => {
-                                return Err(std::io::Error::other(format!(
-                                    "building an NTS request: {e}"
-                                )))
+                                failed = Some(e);
+                                None
                             }
                         }
-                    } else {
-                        let buf: &mut [u8; ntp::HEADER_LEN] = (&mut tx.buf_mut(j)
-                            [..ntp::HEADER_LEN])
-                            .try_into()
-                            .expect("header fits a slot");
-                        ntp::write_request(buf, transmit);
-                        tx.set_len(j, ntp::HEADER_LEN);
+                    });
+                    if let Some(e) = failed {
+                        return Err(std::io::Error::other(format!(
+                            "building an NTS request: {e}"
+                        )));
+                    }
+                    if !queued {
+                        c.nts_starved += 1;
+                        continue;
                     }
                     transmits[j] = transmit;
                     clients_of[j] = client;
-                    tx.set_peer(j, args.target);
-                    tx.set_source(j, pktinfo.then(|| client_addr(client)));
                     k += 1;
                 }
                 // Latency starts here, just before the requests go to the kernel. Replies
                 // are only read after the send returns, so the table can be filled after it.
-                let sent_ns = sys::realtime_ns();
+                let sent_ns = clock::realtime_ns();
                 if nts.is_some() {
                     if k == 0 {
                         stalled_since.get_or_insert(now);
@@ -387,7 +397,7 @@ fn run(args: &Args) -> std::io::Result<()> {
                     }
                 }
                 let (ok, err) = if k > 0 {
-                    tx.send(&sockets[s], k)
+                    tx.send_until_refused(&sockets[s])
                 } else {
                     (0, None)
                 };
@@ -422,32 +432,34 @@ fn run(args: &Args) -> std::io::Result<()> {
             let s = token as usize;
             // A few rounds per socket per wake-up, so one busy socket cannot starve sending.
             for _ in 0..4 {
-                let n = match rx.recv(&sockets[s], sys::MAX_BATCH, libc::MSG_DONTWAIT) {
+                let n = match rx.recv_nowait(&sockets[s]) {
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
                 };
-                let after_ns = sys::realtime_ns();
+                let after_ns = clock::realtime_ns();
                 for i in 0..n {
-                    let meta = rx.meta(i);
-                    if let Some(d) = meta.socket_drops {
+                    let Some(reply) = rx.get(i) else {
+                        // Not IPv4 or IPv6: nothing a server of ours would send.
+                        c.invalid += 1;
+                        continue;
+                    };
+                    if let Some(d) = reply.socket_drops {
                         socket_drops[s] = socket_drops[s].max(d);
                     }
                     account(
                         &mut c,
                         &mut pending,
                         nts.as_mut(),
-                        &rx,
-                        i,
-                        meta,
+                        &reply,
                         after_ns,
                         args.target,
                         pktinfo,
                         s,
                     );
                 }
-                if n < sys::MAX_BATCH {
+                if n < RX_BATCH {
                     break;
                 }
             }
@@ -498,7 +510,7 @@ fn setup_nts(
     ke: SocketAddrV4,
     sockets: &[Socket],
     pktinfo: bool,
-    epoll: &mut sys::Epoll,
+    epoll: &mut Epoll,
     rng: &mut SmallRng,
 ) -> std::io::Result<Sessions> {
     let count = args
@@ -529,8 +541,8 @@ fn setup_nts(
     }
     let start = Instant::now();
     let deadline = start + Duration::from_secs(10);
-    let mut tx = sys::Batch::new();
-    let mut rx = sys::Batch::new();
+    let mut tx = SendBatch::new();
+    let mut rx = RxBatch::with_slots();
     let mut waiting: HashMap<u64, Box<InFlight>> = HashMap::new();
     let mut ready = Vec::with_capacity(sockets.len());
     let (mut sent, mut good, mut bad) = (0u64, 0u64, 0u64);
@@ -546,14 +558,20 @@ fn setup_nts(
             let mut uid = [0u8; UID_LEN];
             rng.fill(&mut uid[..]);
             let transmit = rng.gen::<u64>() | 1;
-            let built = n
-                .build(s, transmit, uid, Ask::Fill, tx.buf_mut(0))
+            let mut built = Ok(None);
+            let source = pktinfo.then(|| IpAddr::V4(client_addr(s)));
+            tx.push_with(SocketAddr::V4(args.target), source, |buf| {
+                built = n.build(s, transmit, uid, Ask::Fill, buf);
+                built.as_ref().ok()?.as_ref().map(|(len, _)| *len)
+            });
+            let built = built
                 .map_err(|e| std::io::Error::other(format!("building an NTS request: {e}")))?;
-            let Some((len, flight)) = built else { continue };
-            tx.set_len(0, len);
-            tx.set_peer(0, args.target);
-            tx.set_source(0, pktinfo.then(|| client_addr(s)));
-            if tx.send(&sockets[s as usize % sockets.len()], 1).0 == 1 {
+            let Some((_, flight)) = built else { continue };
+            if tx
+                .send_until_refused(&sockets[s as usize % sockets.len()])
+                .0
+                == 1
+            {
                 sent += 1;
                 waiting.insert(transmit, flight);
             }
@@ -564,27 +582,25 @@ fn setup_nts(
             epoll.wait(10, &mut ready)?;
             for &token in &ready {
                 loop {
-                    let k =
-                        match rx.recv(&sockets[token as usize], sys::MAX_BATCH, libc::MSG_DONTWAIT)
-                        {
-                            Ok(k) => k,
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                            Err(e) => return Err(e),
-                        };
-                    for i in 0..k {
-                        let origin = match ntp::classify_reply(rx.payload(i)) {
+                    let k = match rx.recv_nowait(&sockets[token as usize]) {
+                        Ok(k) => k,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    };
+                    for reply in (0..k).filter_map(|i| rx.get(i)) {
+                        let origin = match ntp::classify_reply(reply.data) {
                             ReplyKind::Answer { origin } | ReplyKind::Kod { origin } => origin,
                             ReplyKind::Invalid => continue,
                         };
                         if let Some(f) = waiting.remove(&origin) {
-                            match n.verify(*f, rx.payload(i)) {
+                            match n.verify(*f, reply.data) {
                                 Ok(()) => good += 1,
                                 Err(_) => bad += 1,
                             }
                         }
                     }
-                    if k < sys::MAX_BATCH {
+                    if k < RX_BATCH {
                         break;
                     }
                 }
@@ -616,19 +632,17 @@ fn account(
     c: &mut Counts,
     pending: &mut PendingTable,
     nts: Option<&mut Sessions>,
-    rx: &sys::Batch,
-    i: usize,
-    meta: sys::RxMeta,
+    reply: &Received<'_>,
     after_ns: u64,
     target: SocketAddrV4,
     pktinfo: bool,
     socket: usize,
 ) {
-    if meta.truncated || rx.peer(i) != target {
+    if reply.truncated || reply.source != SocketAddr::V4(target) {
         c.invalid += 1;
         return;
     }
-    let (origin, is_kod) = match ntp::classify_reply(rx.payload(i)) {
+    let (origin, is_kod) = match ntp::classify_reply(reply.data) {
         ReplyKind::Answer { origin } => (origin, false),
         ReplyKind::Kod { origin } => (origin, true),
         ReplyKind::Invalid => {
@@ -642,8 +656,8 @@ fn account(
         return;
     };
     let expected_dest = client_addr(p.client);
-    let delivered_right = match meta.destination {
-        Some(d) => d == expected_dest,
+    let delivered_right = match reply.destination {
+        Some(d) => d == IpAddr::V4(expected_dest),
         None => true,
     } && (pktinfo || p.client as usize == socket);
     if !delivered_right {
@@ -651,7 +665,7 @@ fn account(
         return;
     }
     if let (Some(n), Some(flight)) = (nts, p.nts) {
-        match n.verify(*flight, rx.payload(i)) {
+        match n.verify(*flight, reply.data) {
             Ok(()) => {}
             Err(NtsError::Nak) => {
                 c.nts_naks += 1;
@@ -670,7 +684,7 @@ fn account(
         return;
     }
     c.replies += 1;
-    let rx_ns = meta.kernel_ns.unwrap_or(after_ns);
+    let rx_ns = reply.kernel_rx.map_or(after_ns, clock::unix_ns);
     c.latencies_ns.push(rx_ns.saturating_sub(p.sent_ns));
 }
 

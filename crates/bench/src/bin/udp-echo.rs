@@ -1,6 +1,7 @@
 //! `udp-echo`: a bare, batched NTP echo responder, the physical limit of the UDP path.
 //!
-//! It receives up to `--batch` datagrams with one `recvmmsg`, turns each request into a
+//! It receives up to 32 datagrams (the daemon's batch) with one `recvmmsg`, through the
+//! same `meridian_os::udp` code the daemon uses, turns each request into a
 //! reply that passes `loadgen`'s checks (mode 4, origin = the request's transmit) without
 //! reading any clock, and sends them back with one `sendmmsg`. No timestamps, no
 //! per-client state, no access control: whatever a real server costs beyond this is its
@@ -12,7 +13,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use meridian_bench::{ntp, sys};
+use meridian_bench::ntp;
+use meridian_os::udp::{RecvBatch, SendBatch};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Bare batched NTP echo responder (loopback only).
@@ -22,13 +24,11 @@ struct Args {
     /// Address to listen on; must be in 127.0.0.0/8.
     #[arg(long, default_value = "127.0.0.1:12390")]
     bind: SocketAddrV4,
-    /// Datagrams per recvmmsg/sendmmsg.
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
     /// Pin to this CPU.
     #[arg(long)]
     cpu: Option<usize>,
-    /// Receive buffer in bytes (the same 4 MiB Meridian asks for).
+    /// Receive buffer in bytes (generous, so that what the echo loses is the kernel path's
+    /// limit, not its buffer's).
     #[arg(long, default_value_t = 4 << 20)]
     rcvbuf: usize,
     /// Exit after this many seconds, whatever happens.
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> std::io::Result<()> {
     if let Some(cpu) = args.cpu {
-        sys::pin_to_cpu(cpu)?;
+        meridian_os::host::pin_to_cpu(cpu)?;
     }
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     // Like a server's socket: asked for 4 MiB, capped by rmem_max (no FORCE here).
@@ -64,12 +64,12 @@ fn run(args: &Args) -> std::io::Result<()> {
     socket.bind(&SocketAddr::V4(args.bind).into())?;
     socket.set_read_timeout(Some(Duration::from_millis(250)))?;
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
-    let batch = args.batch.clamp(1, sys::MAX_BATCH);
-    let mut b = sys::Batch::new();
+    let mut rx = RecvBatch::new();
+    let mut tx = SendBatch::new();
     let (mut received, mut sent) = (0u64, 0u64);
-    eprintln!("udp-echo: listening on {} (batch {batch})", args.bind);
+    eprintln!("udp-echo: listening on {}", args.bind);
     while Instant::now() < deadline {
-        let n = match b.recv(&socket, batch, libc::MSG_WAITFORONE) {
+        let n = match rx.recv(&socket) {
             Ok(n) => n,
             Err(e)
                 if matches!(
@@ -82,13 +82,18 @@ fn run(args: &Args) -> std::io::Result<()> {
             Err(e) => return Err(e),
         };
         received += n as u64;
-        for i in 0..n {
-            ntp::echo_in_place(b.payload_mut(i));
-            // Answer from the socket's own address; the peer slot already holds the sender.
-            b.set_source(i, None);
+        for request in (0..n).filter_map(|i| rx.get(i)) {
+            // Answer from the socket's own address (no source given).
+            tx.push_with(request.source, None, |buf| {
+                let reply = &mut buf[..request.data.len()];
+                reply.copy_from_slice(request.data);
+                ntp::echo_in_place(reply);
+                Some(reply.len())
+            });
         }
-        let (k, _) = b.send(&socket, n);
-        sent += k as u64;
+        if let Ok(k) = tx.send(&socket) {
+            sent += k as u64;
+        }
     }
     eprintln!("udp-echo: {received} received, {sent} sent; time limit reached");
     Ok(())

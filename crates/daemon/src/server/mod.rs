@@ -8,6 +8,7 @@
 //! and answered after the batch is sent, by [`crate::control::handle_request`].
 
 pub mod ratelimit;
+pub mod rcvbuf;
 pub mod respond;
 
 use std::io;
@@ -113,6 +114,11 @@ impl Worker {
             policy.limits,
         )));
         self.control.tables.register(table.clone());
+        // The drop counter lets the buffer grow when bursts overflow it (see rcvbuf).
+        let _ = meridian_os::udp::enable_drop_counter(&self.socket);
+        let mut rcvbuf =
+            rcvbuf::RecvBufferSizer::new(&self.socket, started.elapsed().as_secs_f64());
+        let mut socket_drops = None;
         let mut pending: Vec<PendingControl> = Vec::new();
         while !self.stop.load(Ordering::Relaxed) {
             let n = match rx.recv(&self.socket) {
@@ -147,6 +153,7 @@ impl Worker {
             let (mut replied, mut kods, mut dropped, mut limited) = (0u64, 0u64, 0u64, 0u64);
             for i in 0..n {
                 let Some(packet) = rx.get(i) else { continue };
+                socket_drops = packet.socket_drops.or(socket_drops);
                 if packet.truncated {
                     dropped += 1;
                     continue;
@@ -230,6 +237,7 @@ impl Worker {
             c.kods.fetch_add(kods, Ordering::Relaxed);
             c.dropped.fetch_add(dropped, Ordering::Relaxed);
             c.rate_limited.fetch_add(limited, Ordering::Relaxed);
+            rcvbuf.account(&self.socket, n, BATCH, socket_drops, now);
         }
     }
 }

@@ -12,17 +12,35 @@
 //! changing ports, as a cron'ed `ntpdate` does each run) and remembers the source port of
 //! its latest packet, which `ntpq -c mrulist` shows as `rport`.
 //!
-//! The table is bounded (`mru maxdepth`): when full, the least recently seen client is
-//! evicted. Lookups and updates are O(1), and once built the table never allocates, so
-//! the serving hot path stays allocation-free. Times are seconds on a monotonic scale
-//! passed in by the caller.
+//! Memory is the constraint that shapes the layout: a public server sees hundreds of
+//! thousands of addresses, so an entry is [`CLIENT_BYTES`] bytes with nothing beside it
+//! (no index, no list links). The table is a set-associative cache, as chrony's client
+//! log is: an address hashes (keyed with a random seed, since attackers choose source
+//! addresses) to two small sets of [`WAYS`] entries and lives in one of them; a new
+//! client takes a free entry in either set, or else evicts the least recently seen of
+//! both. So lookups and updates are O(1), the table holds exactly `mru maxdepth` entries
+//! (with two choices a full table is nearly every entry in use, and a table no larger
+//! than one set is exactly least-recently-used), and once built it never allocates,
+//! keeping the serving hot path allocation-free. Its memory is asked for zeroed, so the
+//! pages of a large table only become resident as clients arrive.
+//!
+//! Times are seconds on a monotonic scale passed in by the caller, kept in 1/16 s ticks.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// Packets' worth of headway a client may bank before it is over its limit (ntpd's
 /// `NTP_SHIFT`, the clock filter's depth).
 pub const BURST: f64 = 8.0;
+
+/// Entries in one set: few, so a lookup touches at most two short runs of memory.
+pub const WAYS: usize = 4;
+
+/// Bytes one remembered client costs; `mru maxmem` is turned into entries with it.
+pub const CLIENT_BYTES: usize = std::mem::size_of::<Slot>();
+
+/// Ticks per second of the stored times: fine enough for the one-second grace of the
+/// rate limits, coarse enough that a `u32` lasts 8.5 years of uptime.
+const TICKS_PER_SECOND: f64 = 16.0;
 
 /// Rate limits from `discard average N minimum M`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,6 +69,11 @@ pub struct Verdict {
     pub kod_allowed: bool,
 }
 
+const SERVED: Verdict = Verdict {
+    over_limit: false,
+    kod_allowed: false,
+};
+
 /// Counters of one client, as `ntpq -c mrulist` shows them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClientEntry {
@@ -64,52 +87,66 @@ pub struct ClientEntry {
     pub last: f64,
     /// Packets seen.
     pub count: u64,
-    /// Banked headway, seconds.
-    leak: f64,
     /// Last mode and version seen (for mrulist).
     pub mode_version: u8,
-    prev: u32,
-    next: u32,
 }
 
-const NIL: u32 = u32::MAX;
+/// One entry as plain words, so that a table of them can be allocated zeroed (and its
+/// pages left untouched until used): see the `W_*` indices. A zero count marks it free.
+type Slot = [u32; 9];
+/// Words 0..4: the address, IPv4 as IPv4-mapped IPv6, big-endian words.
+const W_ADDR: usize = 0;
+/// First packet, ticks.
+const W_FIRST: usize = 4;
+/// Latest packet, ticks.
+const W_LAST: usize = 5;
+/// Packets seen, saturating; 0 for a free entry.
+const W_COUNT: usize = 6;
+/// Tick at which the leaky bucket will be empty (the banked headway is this minus now).
+const W_DRAINED: usize = 7;
+/// Source port in the low half, mode and version above it.
+const W_META: usize = 8;
 
-/// A bounded table of recent clients with least-recently-used eviction.
+/// A bounded table of recent clients; see the module comment.
 pub struct ClientTable {
-    // Keyed with a random seed (attackers choose source addresses), but much cheaper
-    // than SipHash on the per-packet path.
-    index: HashMap<IpAddr, u32, ahash::RandomState>,
-    slots: Vec<ClientEntry>,
-    /// Most recently used.
-    head: u32,
-    /// Least recently used.
-    tail: u32,
-    capacity: usize,
+    slots: Vec<Slot>,
+    sets: u64,
+    len: usize,
+    hasher: ahash::RandomState,
     limits: RateLimits,
+    /// The limits in ticks: headway per packet, bucket size, minimum spacing.
+    head: i64,
+    limit: i64,
+    minimum: i64,
 }
 
 impl ClientTable {
     /// A table holding at most `capacity` clients (at least 1), allocated up front.
     pub fn new(capacity: usize, limits: RateLimits) -> Self {
         let capacity = capacity.max(1);
+        let head = (1i64 << limits.average_log2.min(16)) * TICKS_PER_SECOND as i64;
         ClientTable {
-            index: HashMap::with_capacity_and_hasher(capacity, ahash::RandomState::new()),
-            slots: Vec::with_capacity(capacity),
-            head: NIL,
-            tail: NIL,
-            capacity,
+            // Zeroed words: `vec!` asks the allocator for zeroed memory, which a large
+            // table gets as fresh pages nobody has written.
+            slots: vec![[0u32; 9]; capacity],
+            sets: capacity.div_ceil(WAYS) as u64,
+            len: 0,
+            hasher: ahash::RandomState::new(),
             limits,
+            head,
+            limit: (BURST as i64) * head,
+            minimum: (limits.minimum * TICKS_PER_SECOND).round() as i64,
         }
     }
 
     /// Number of clients held.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.len
     }
 
     /// Whether no client is held.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len == 0
     }
 
     /// The configured limits.
@@ -120,43 +157,41 @@ impl ClientTable {
     /// Record a packet from `addr`, source port `port`, at time `now` and say whether it
     /// is over the limit.
     pub fn observe(&mut self, addr: IpAddr, port: u16, now: f64, mode_version: u8) -> Verdict {
-        let head = f64::from(1u32 << self.limits.average_log2.min(16));
-        let limit = BURST * head;
-        let slot = match self.index.get(&addr) {
-            Some(&slot) => {
-                self.touch(slot);
-                slot
+        let key = key(addr);
+        let now = to_ticks(now);
+        let meta = u32::from(port) | u32::from(mode_version) << 16;
+        let (a, b) = self.sets_of(&key);
+        let Some(i) = self.find(a, &key).or_else(|| self.find(b, &key)) else {
+            let i = self.free_or_oldest(a, b);
+            let s = &mut self.slots[i];
+            if s[W_COUNT] == 0 {
+                self.len += 1;
             }
-            None => {
-                let slot = self.insert(addr, now);
-                let e = &mut self.slots[slot as usize];
-                e.mode_version = mode_version;
-                e.port = port;
-                return Verdict {
-                    over_limit: false,
-                    kod_allowed: false,
-                };
-            }
+            s[W_ADDR..W_ADDR + 4].copy_from_slice(&key);
+            s[W_FIRST] = now;
+            s[W_LAST] = now;
+            s[W_COUNT] = 1;
+            s[W_DRAINED] = now;
+            s[W_META] = meta;
+            return SERVED;
         };
-        let minimum = self.limits.minimum;
-        let e = &mut self.slots[slot as usize];
-        let interval = (now - e.last).max(0.0);
-        e.last = now;
-        e.count += 1;
-        e.mode_version = mode_version;
-        e.port = port;
-        e.leak = (e.leak - interval).max(0.0);
-        let with_packet = e.leak + head;
+        let (head, limit, minimum) = (self.head, self.limit, self.minimum);
+        let s = &mut self.slots[i];
+        let interval = i64::from(now.saturating_sub(s[W_LAST]));
+        s[W_LAST] = now;
+        s[W_COUNT] = s[W_COUNT].saturating_add(1);
+        s[W_META] = meta;
+        let now = i64::from(now);
+        let leak = (i64::from(s[W_DRAINED]) - now).max(0);
+        let with_packet = leak + head;
+        let one_second = TICKS_PER_SECOND as i64;
         // Grace of one second on the minimum spacing and two on the headway, as ntpd
         // gives, so a client polling exactly at the limits is not punished for jitter.
-        if interval + 1.0 >= minimum && with_packet < limit {
-            e.leak = with_packet - 2.0;
-            Verdict {
-                over_limit: false,
-                kod_allowed: false,
-            }
-        } else if e.leak < limit {
-            e.leak = limit + head;
+        if interval + one_second >= minimum && with_packet < limit {
+            s[W_DRAINED] = saturate(now + with_packet - 2 * one_second);
+            SERVED
+        } else if leak < limit {
+            s[W_DRAINED] = saturate(now + limit + head);
             Verdict {
                 over_limit: true,
                 kod_allowed: true,
@@ -170,86 +205,93 @@ impl ClientTable {
     }
 
     /// The clients, most recently seen first.
-    pub fn iter_recent(&self) -> impl Iterator<Item = &ClientEntry> {
-        let mut cur = self.head;
-        std::iter::from_fn(move || {
-            if cur == NIL {
-                return None;
+    pub fn iter_recent(&self) -> impl Iterator<Item = ClientEntry> + '_ {
+        let mut held: Vec<&Slot> = self.slots.iter().filter(|s| s[W_COUNT] != 0).collect();
+        held.sort_by_key(|s| std::cmp::Reverse(s[W_LAST]));
+        held.into_iter().map(entry)
+    }
+
+    /// The two sets `key` may live in (the same one twice in a one-set table).
+    fn sets_of(&self, key: &[u32; 4]) -> (usize, usize) {
+        let h = self.hasher.hash_one(key);
+        // Multiply-shift maps each 32-bit half of the hash onto 0..sets without a division.
+        let a = ((h & 0xffff_ffff) * self.sets) >> 32;
+        let b = ((h >> 32) * self.sets) >> 32;
+        (a as usize, b as usize)
+    }
+
+    /// Slot indices of set `set` (the last set is short when WAYS does not divide the
+    /// capacity, so the table holds exactly `capacity` entries).
+    fn set_range(&self, set: usize) -> std::ops::Range<usize> {
+        let start = set * WAYS;
+        start..(start + WAYS).min(self.slots.len())
+    }
+
+    fn find(&self, set: usize, key: &[u32; 4]) -> Option<usize> {
+        self.set_range(set)
+            .find(|&i| self.slots[i][W_COUNT] != 0 && self.slots[i][W_ADDR..W_ADDR + 4] == key[..])
+    }
+
+    /// A free slot in the emptier set (keeping the sets evenly filled is what lets
+    /// nearly the whole table fill up before anyone is evicted), else the least recently
+    /// seen entry of both sets.
+    fn free_or_oldest(&self, a: usize, b: usize) -> usize {
+        let free = |set: usize| {
+            let mut range = self.set_range(set);
+            let n = range
+                .clone()
+                .filter(|&i| self.slots[i][W_COUNT] == 0)
+                .count();
+            (n, range.find(|&i| self.slots[i][W_COUNT] == 0))
+        };
+        let ((na, fa), (nb, fb)) = (free(a), free(b));
+        if let Some(i) = if na >= nb { fa.or(fb) } else { fb } {
+            return i;
+        }
+        let mut oldest = a * WAYS;
+        for i in self.set_range(a).chain(self.set_range(b)) {
+            if self.slots[i][W_LAST] < self.slots[oldest][W_LAST] {
+                oldest = i;
             }
-            let e = &self.slots[cur as usize];
-            cur = e.next;
-            Some(e)
-        })
+        }
+        oldest
     }
+}
 
-    fn insert(&mut self, addr: IpAddr, now: f64) -> u32 {
-        let entry = ClientEntry {
-            addr,
-            port: 0,
-            first: now,
-            last: now,
-            count: 1,
-            leak: 0.0,
-            mode_version: 0,
-            prev: NIL,
-            next: NIL,
-        };
-        let slot = if self.slots.len() < self.capacity {
-            self.slots.push(entry);
-            (self.slots.len() - 1) as u32
-        } else {
-            // Reuse the least recently used slot.
-            let victim = self.tail;
-            self.unlink(victim);
-            let old = self.slots[victim as usize].addr;
-            self.index.remove(&old);
-            self.slots[victim as usize] = entry;
-            victim
-        };
-        self.index.insert(addr, slot);
-        self.push_front(slot);
-        slot
-    }
+fn key(addr: IpAddr) -> [u32; 4] {
+    let v6 = match addr {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    };
+    let o = v6.octets();
+    std::array::from_fn(|i| {
+        u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+    })
+}
 
-    fn touch(&mut self, slot: u32) {
-        if self.head != slot {
-            self.unlink(slot);
-            self.push_front(slot);
-        }
+fn entry(s: &Slot) -> ClientEntry {
+    let mut octets = [0u8; 16];
+    for (chunk, word) in octets.chunks_exact_mut(4).zip(&s[W_ADDR..W_ADDR + 4]) {
+        chunk.copy_from_slice(&word.to_be_bytes());
     }
+    let v6 = Ipv6Addr::from(octets);
+    ClientEntry {
+        addr: v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        port: s[W_META] as u16,
+        first: f64::from(s[W_FIRST]) / TICKS_PER_SECOND,
+        last: f64::from(s[W_LAST]) / TICKS_PER_SECOND,
+        count: u64::from(s[W_COUNT]),
+        mode_version: (s[W_META] >> 16) as u8,
+    }
+}
 
-    fn unlink(&mut self, slot: u32) {
-        let (prev, next) = {
-            let e = &self.slots[slot as usize];
-            (e.prev, e.next)
-        };
-        if prev == NIL {
-            self.head = next;
-        } else {
-            self.slots[prev as usize].next = next;
-        }
-        if next == NIL {
-            self.tail = prev;
-        } else {
-            self.slots[next as usize].prev = prev;
-        }
-    }
+/// Seconds to ticks; `as` saturates a negative or huge time to the ends of the range.
+fn to_ticks(seconds: f64) -> u32 {
+    (seconds * TICKS_PER_SECOND) as u32
+}
 
-    fn push_front(&mut self, slot: u32) {
-        let old_head = self.head;
-        {
-            let e = &mut self.slots[slot as usize];
-            e.prev = NIL;
-            e.next = old_head;
-        }
-        if old_head != NIL {
-            self.slots[old_head as usize].prev = slot;
-        }
-        self.head = slot;
-        if self.tail == NIL {
-            self.tail = slot;
-        }
-    }
+fn saturate(ticks: i64) -> u32 {
+    ticks.clamp(0, i64::from(u32::MAX)) as u32
 }
 
 #[cfg(test)]
@@ -352,6 +394,64 @@ mod tests {
         }
         assert_eq!(t.len(), 100);
         assert_eq!(t.iter_recent().count(), 100);
-        assert_eq!(t.index.len(), 100);
+        // The most recent client is always kept.
+        assert_eq!(t.iter_recent().next().unwrap().addr, ip(9_999));
+    }
+
+    #[test]
+    fn a_full_large_table_keeps_nearly_all_recent_clients_and_evicts_old_ones() {
+        let n = 10_000;
+        let mut t = ClientTable::new(n, RateLimits::default());
+        for i in 0..n as u32 {
+            t.observe(ip(i), 123, f64::from(i), 0x23);
+        }
+        // Two choices of set: few clients are pushed out before the table is full.
+        assert!(t.len() > n * 9 / 10, "held {} of {n}", t.len());
+        for i in n as u32..3 * n as u32 {
+            t.observe(ip(i), 123, f64::from(i), 0x23);
+        }
+        assert_eq!(t.len(), n);
+        // After twice the capacity of newer clients, next to none of the first ones is
+        // left (eviction is least-recently-used within a client's two sets, not over the
+        // whole table) and most of the newest are.
+        let held: Vec<u32> = t
+            .iter_recent()
+            .map(|e| match e.addr {
+                IpAddr::V4(a) => u32::from(a) - 0x0a00_0000,
+                IpAddr::V6(_) => panic!("an IPv4 client came back as IPv6"),
+            })
+            .collect();
+        let first = held.iter().filter(|&&i| i < n as u32).count();
+        let newest = held.iter().filter(|&&i| i >= 2 * n as u32).count();
+        assert!(first < n / 100, "first held: {first}");
+        assert!(newest > n * 8 / 10, "newest held: {newest}");
+        // A held client is found again, not given a second entry.
+        let before = t.len();
+        let e = t.iter_recent().next().unwrap();
+        t.observe(e.addr, 9, 1e6, 0x23);
+        assert_eq!(t.len(), before);
+        assert_eq!(t.iter_recent().next().unwrap().count, 2);
+    }
+
+    #[test]
+    fn ipv6_and_ipv4_clients_are_kept_apart_and_round_trip() {
+        let mut t = ClientTable::new(8, RateLimits::default());
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let v6: IpAddr = "2001:db8::7".parse().unwrap();
+        let low6: IpAddr = "::c000:207".parse().unwrap();
+        t.observe(v4, 1, 1.0, 0x23);
+        t.observe(v6, 2, 2.0, 0x23);
+        t.observe(low6, 3, 3.0, 0x23);
+        let got: Vec<(IpAddr, u16)> = t.iter_recent().map(|e| (e.addr, e.port)).collect();
+        assert_eq!(got, vec![(low6, 3), (v6, 2), (v4, 1)]);
+    }
+
+    #[test]
+    fn times_are_kept_to_a_sixteenth_of_a_second() {
+        let mut t = ClientTable::new(2, RateLimits::default());
+        t.observe(ip(1), 1, 10.5, 0x23);
+        t.observe(ip(1), 1, 74.25, 0x23);
+        let e = t.iter_recent().next().unwrap();
+        assert_eq!((e.first, e.last), (10.5, 74.25));
     }
 }
