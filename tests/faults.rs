@@ -12,17 +12,28 @@
 //!   client gets a real answer every time, the bursters are limited;
 //! * c. a source that dies and comes back: the daemon keeps serving its last
 //!   good state while the source is silent, keeps polling, and picks the
-//!   source up again when it returns.
+//!   source up again when it returns;
+//! * d. the network to a source gone (a relay dropping everything) until the
+//!   source is unreachable, then back: served throughout, reachable again;
+//! * e. SIGHUP six times under a steady 2000 requests/s: (almost) every
+//!   request answered, every change applied;
+//! * f. the drift file's disk full or read-only (a tmpfs in a private mount
+//!   namespace): the old file intact, a clear message, the daemon running.
+//!
+//! The simulator's side of these faults (an hour without network, the local
+//! clock stepped under the daemon) is in `crates/sim/tests/faults.rs`.
 //!
 //! Everything runs inside namespaces the tests create (so port 123 is ours
 //! alone), every daemon without CAP_SYS_TIME, ours with `--observe`, chronyd
-//! with `-x`. Needs root (and chrony for c); skips otherwise, fails when `CI`
-//! is set.
+//! with `-x`. Needs root (and chrony for c, unshare and nsenter for f); skips
+//! otherwise, fails when `CI` is set.
 
 mod support;
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -31,6 +42,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 
+use support::control::parse_peers;
+use support::ops::{free_udp_port, meridian_tool};
 use support::relay::{Relay, RelayConfig};
 use support::sync::*;
 use support::*;
@@ -731,4 +744,479 @@ fn source_dies_and_comes_back() {
     assert!(panics.is_empty(), "{panics:?}");
     m.daemon.stop();
     drop(chrony);
+}
+
+// ---------------------------------------------------------------------------
+// d. the network to the source gone for a while, then back
+// ---------------------------------------------------------------------------
+
+/// The tally character and reach column (octal, as printed) of the `ntpq -p` row for
+/// `remote`.
+fn reach_of(port: u16, remote: &str) -> Option<(char, String)> {
+    let (code, out, _) = meridian_tool(&["ntpq", "-p", "127.0.0.1", "--port", &port.to_string()]);
+    if code != 0 {
+        return None;
+    }
+    parse_peers(&out)
+        .into_iter()
+        .find(|r| r.remote == remote)
+        .map(|r| (r.tally, r.reach))
+}
+
+/// Longest the relay stays dark: the source must be unreachable by then (eight
+/// unanswered polls at 8 s, with room for the poll timer's randomisation).
+const BLACKOUT_CAP: Duration = Duration::from_secs(100);
+
+/// A Meridian upstream (local clock, served stratum 3) behind the relay on loopback
+/// (1 ms each way); our daemon polls it through the relay (`iburst minpoll 3 maxpoll
+/// 3`) and syncs (stratum 4). Then the relay drops everything, both ways, until our
+/// daemon shows the source unreachable (reach 0 in `ntpq -p`; at most 100 s), then
+/// relays again. Asserted: the daemon answers every probe (every 500 ms) throughout,
+/// with a well-formed reply; it keeps polling during the outage (the relay drops its
+/// requests); the source does become unreachable; while its reach is 0 it is not the
+/// system peer (no `*`: RFC 5905 `fit()` rejects an unreachable source, and with no
+/// survivor there is no system peer), so the daemon, which has no local clock driver or
+/// orphan mode to fall back on, serves LI 3 at stratum 0 (16, unspecified, as ntpd
+/// puts it on the wire) and `ntpstat` says unsynchronised (exit 1); once the path is
+/// back the source is reachable again and system peer (`*`), served at stratum 4 and
+/// `ntpstat` synchronised (exit 0), within 40 s; no clock step, no panic. (Until reach
+/// gets to 0 the daemon holds over on its last state; that is reported, not asserted.)
+#[test]
+fn source_unreachable_through_a_dead_network_then_back() {
+    if !require_root_and_tools(&[]) {
+        return;
+    }
+    let upstream = meridian_server(None, LOCAL_CLOCK_CONF, free_udp_port(), LOOPBACK, 3);
+    let ms = Duration::from_millis;
+    let relay = Relay::start(
+        SocketAddr::new(LOOPBACK, 0),
+        upstream.addr,
+        RelayConfig::symmetric(ms(1), Duration::ZERO),
+    )
+    .expect("relay");
+    let conf = format!(
+        "restrict default\nserver 127.0.0.1 port {} iburst minpoll 3 maxpoll 3\n",
+        relay.local_addr().port()
+    );
+    let port = free_udp_port();
+    let mut m = spawn_meridian(None, &conf, port, LOOPBACK);
+    let probe = || ntp_probe(m.addr, Duration::from_secs(1));
+    wait_until(Duration::from_secs(40), ms(200), || {
+        probe()
+            .ok()
+            .filter(|p| p.reply.li != 3 && p.reply.stratum == 4)
+    })
+    .unwrap_or_else(|| panic!("never synced:\n{}", m.daemon.logs()));
+    wait_until(Duration::from_secs(30), ms(200), || {
+        (relay.stats().to_client >= 8).then_some(())
+    })
+    .expect("iburst over");
+
+    relay.set_blackout(true);
+    let cut = Instant::now();
+    let at_cut = relay.stats();
+    let mut served = Vec::new();
+    let mut last_reach_check = Instant::now();
+    let mut unreachable_after = None;
+    while cut.elapsed() < BLACKOUT_CAP {
+        let p = probe().unwrap_or_else(|e| {
+            panic!(
+                "no answer {:?} into the outage: {e}\n{}",
+                cut.elapsed(),
+                m.daemon.logs()
+            )
+        });
+        assert_eq!(p.reply.mode, 4, "{p:?}");
+        served.push((cut.elapsed().as_secs(), p.reply.li, p.reply.stratum));
+        if last_reach_check.elapsed() >= Duration::from_secs(2) {
+            last_reach_check = Instant::now();
+            if let Some((tally, reach)) = reach_of(port, "127.0.0.1").filter(|r| r.1 == "0") {
+                unreachable_after = Some((cut.elapsed(), tally, reach));
+                break;
+            }
+        }
+        thread::sleep(ms(500));
+    }
+    let during = relay.stats();
+    served.dedup_by_key(|s| (s.1, s.2));
+    eprintln!(
+        "outage: unreachable after {unreachable_after:?}; served (s, li, stratum) changes \
+         {served:?}; relay at cut {at_cut:?}, now {during:?}"
+    );
+    let (unreachable_after, tally, _) =
+        unreachable_after.unwrap_or_else(|| panic!("still reachable after {BLACKOUT_CAP:?}"));
+    assert_ne!(tally, '*', "still the system peer with reach 0");
+    assert!(
+        during.dropped - at_cut.dropped >= 8,
+        "the daemon stopped polling in the outage: {during:?}"
+    );
+    assert_eq!(during.to_client, at_cut.to_client, "a reply got through");
+    // Still unreachable a few seconds on: no `*` comes back without a reply, and what is
+    // served and reported says unsynchronised.
+    let ntpstat = || meridian_tool(&["ntpstat", "--port", &port.to_string()]);
+    let unsynced = wait_until(Duration::from_secs(10), ms(500), || {
+        let (tally, reach) = reach_of(port, "127.0.0.1")?;
+        assert_eq!(reach, "0", "a reply got through");
+        assert_ne!(tally, '*', "the system peer again with reach 0");
+        let p = probe().unwrap_or_else(|e| panic!("no answer in the outage: {e}"));
+        let (code, out, _) = ntpstat();
+        (p.reply.li == 3 && p.reply.stratum == 0 && code == 1).then_some(out)
+    });
+    assert!(
+        unsynced
+            .as_ref()
+            .is_some_and(|(o, _)| o.starts_with("unsynchronised")),
+        "not reported unsynchronised with the source unreachable: {unsynced:?}, \
+         ntpstat {:?}, served {:?}\n{}",
+        ntpstat(),
+        probe().map(|p| (p.reply.li, p.reply.stratum)),
+        m.daemon.logs()
+    );
+
+    relay.set_blackout(false);
+    let restored = Instant::now();
+    let back = wait_until(Duration::from_secs(40), ms(500), || {
+        let p = probe().unwrap_or_else(|e| panic!("no answer after the restore: {e}"));
+        let (tally, reach) = reach_of(port, "127.0.0.1")?;
+        (tally == '*' && reach != "0" && p.reply.stratum == 4 && p.reply.li != 3).then_some(reach)
+    });
+    eprintln!(
+        "path restored: back after {:?} (reach {back:?}); relay {:?}",
+        back.as_ref().map(|_| restored.elapsed()),
+        relay.stats()
+    );
+    assert!(back.is_some(), "not back within 40 s:\n{}", m.daemon.logs());
+    let (code, out, _) = ntpstat();
+    assert_eq!(code, 0, "ntpstat once back: {out}");
+    assert!(
+        unreachable_after >= Duration::from_secs(50),
+        "{unreachable_after:?}"
+    );
+    assert!(m.daemon.is_running());
+    let steps = log_lines_with(&m.daemon, "clock stepped");
+    assert!(steps.is_empty(), "{steps:?}");
+    let panics = panic_lines(&m.daemon);
+    assert!(panics.is_empty(), "{panics:?}");
+    m.daemon.stop();
+}
+
+// ---------------------------------------------------------------------------
+// e. SIGHUP under load
+// ---------------------------------------------------------------------------
+
+/// Requests per second of the steady client stream.
+const LOAD_RATE: u64 = 2000;
+
+/// What the load's replies showed.
+#[derive(Clone, Debug, Default)]
+struct LoadTally {
+    /// By request number: answered.
+    answered: Vec<bool>,
+    /// Requests answered more than once.
+    twice: u64,
+    kods: u64,
+    /// Replies served at stratum 3 and at stratum 6.
+    strata: [u64; 2],
+}
+
+/// Meridian serves its local clock; a client streams requests at 2000/s from one
+/// socket (each tagged in its transmit timestamp), a second thread counts the answers.
+/// Meanwhile the daemon gets six SIGHUPs a second apart, the configuration switching
+/// between `fudge stratum 2` and `fudge stratum 5` before each. Asserted: at most 0.5 %
+/// of the requests go unanswered (each reply matched to its request, none twice),
+/// every one of the six reloads is logged, the answers show both served strata (3 and
+/// 6: the changes applied while serving), the last configuration is what is served at
+/// the end, no KoD, and the daemon is alive without panics.
+#[test]
+fn sighup_under_load_answers_every_request_and_applies_each_change() {
+    if !require_root_and_tools(&[]) {
+        return;
+    }
+    let conf_for = |stratum: u8| {
+        format!("server 127.127.1.0\nfudge 127.127.1.0 stratum {stratum}\nrestrict default\n")
+    };
+    let mut m = meridian_server(None, &conf_for(2), free_udp_port(), LOOPBACK, 3);
+    let daemon = m.addr;
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let rx = sock.try_clone().expect("clone");
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered: Arc<Mutex<LoadTally>> = Arc::default();
+    let (st, an) = (Arc::clone(&stop), Arc::clone(&answered));
+    let counter = thread::spawn(move || {
+        let _ = rx.set_read_timeout(Some(Duration::from_millis(50)));
+        let mut buf = [0u8; 1024];
+        while !st.load(Ordering::Relaxed) {
+            let Ok((n, from)) = rx.recv_from(&mut buf) else {
+                continue;
+            };
+            let Some(p) = NtpPacket::parse(&buf[..n]).filter(|_| from == daemon) else {
+                continue;
+            };
+            let mut a = an.lock().expect("tally");
+            if p.is_kod() {
+                a.kods += 1;
+                continue;
+            }
+            match p.stratum {
+                3 => a.strata[0] += 1,
+                6 => a.strata[1] += 1,
+                _ => {}
+            }
+            let Some(n) = (p.origin >> 32 == TAG << 16).then_some(p.origin & 0xffff_ffff) else {
+                continue;
+            };
+            let n = n as usize;
+            if a.answered.len() <= n {
+                a.answered.resize(n + 1, false);
+            }
+            if a.answered[n] {
+                a.twice += 1;
+            }
+            a.answered[n] = true;
+        }
+    });
+    let st = Arc::clone(&stop);
+    let sender = thread::spawn(move || {
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while !st.load(Ordering::Relaxed) {
+            let xmt = (TAG << 48) | sent;
+            if sock
+                .send_to(&NtpPacket::request_bytes(4, xmt), daemon)
+                .is_ok()
+            {
+                sent += 1;
+            }
+            let due = Duration::from_micros(sent * 1_000_000 / LOAD_RATE);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                thread::sleep(wait);
+            }
+        }
+        sent
+    });
+
+    thread::sleep(Duration::from_secs(1));
+    let conf_file = conf_path(&m);
+    let mut last = 2;
+    for i in 0..6 {
+        last = if i % 2 == 0 { 5 } else { 2 };
+        std::fs::write(&conf_file, conf_for(last)).expect("rewrite config");
+        m.daemon.signal(libc::SIGHUP);
+        thread::sleep(Duration::from_secs(1));
+    }
+    thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender.join().expect("sender");
+    thread::sleep(Duration::from_millis(300));
+    counter.join().expect("counter");
+    let LoadTally {
+        answered: got,
+        twice,
+        kods,
+        strata,
+    } = answered.lock().expect("tally").clone();
+    let answered_count = got.iter().filter(|a| **a).count() as u64;
+    let lost = sent - answered_count;
+    eprintln!(
+        "load: {sent} requests, {answered_count} answered, {lost} lost, {twice} twice, {kods} \
+         KoDs; replies at stratum 3: {}, at 6: {}",
+        strata[0], strata[1]
+    );
+    assert!(sent >= 6 * LOAD_RATE, "only {sent} requests sent");
+    assert!(lost * 200 <= sent, "{lost} of {sent} requests unanswered");
+    assert_eq!((twice, kods), (0, 0));
+    assert!(strata[0] > 0 && strata[1] > 0, "{strata:?}");
+    let reloads = log_lines_with(&m.daemon, "reloaded ");
+    assert_eq!(reloads.len(), 6, "{reloads:?}");
+    let p = ntp_probe(daemon, Duration::from_secs(1)).expect("answer after the reloads");
+    assert_eq!(p.reply.stratum, last + 1, "{p:?}");
+    assert!(m.daemon.is_running());
+    let panics = panic_lines(&m.daemon);
+    assert!(panics.is_empty(), "{panics:?}");
+}
+
+// ---------------------------------------------------------------------------
+// f. the drift file's disk full or read-only
+// ---------------------------------------------------------------------------
+
+/// A tmpfs of `size` mounted over `dir` in a private mount namespace, held by a
+/// `sleep` whose mount namespace it is: the host never sees the mount, and it goes
+/// away with the holder (killed by PID on drop). The test reaches the files through
+/// `/proc/PID/root`, and daemons enter the namespace with `nsenter`.
+struct PrivateTmpfs {
+    holder: std::process::Child,
+    dir: PathBuf,
+}
+
+impl PrivateTmpfs {
+    fn new(dir: &Path, size: &str) -> PrivateTmpfs {
+        let holder = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount -t tmpfs -o size="$1" meridian-test "$2" && exec sleep 600"#)
+            .args(["sh", size])
+            .arg(dir)
+            .spawn()
+            .expect("unshare");
+        let t = PrivateTmpfs {
+            holder,
+            dir: dir.to_path_buf(),
+        };
+        let mountinfo = format!("/proc/{}/mountinfo", t.holder.id());
+        let mounted = wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+            std::fs::read_to_string(&mountinfo)
+                .ok()
+                .filter(|m| m.contains("meridian-test"))
+        });
+        assert!(mounted.is_some(), "tmpfs not mounted");
+        t
+    }
+
+    /// `name` inside the tmpfs, as seen from here.
+    fn path(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.holder.id()))
+            .join(self.dir.strip_prefix("/").expect("absolute"))
+            .join(name)
+    }
+
+    /// Fill the file system up to the last byte.
+    fn fill(&self) {
+        let mut f = std::fs::File::create(self.path("filler")).expect("filler");
+        let chunk = [0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        // Whatever is left below a page.
+        while f.write_all(&chunk[..1]).is_ok() {}
+    }
+
+    fn remount_read_only(&self) {
+        let out = Command::new("nsenter")
+            .args([
+                "-t",
+                &self.holder.id().to_string(),
+                "-m",
+                "mount",
+                "-o",
+                "remount,ro",
+            ])
+            .arg(&self.dir)
+            .output()
+            .expect("nsenter mount");
+        assert!(out.status.success(), "{}", describe_output(&out));
+    }
+
+    /// Start `meridian ntpd -n --observe -c CONF --port PORT` inside the namespace
+    /// (without CAP_SYS_TIME, like every daemon of the tests).
+    fn spawn_daemon(&self, conf: &Path, port: u16, log_dir: &Path) -> Daemon {
+        let args: Vec<String> = vec![
+            "-t".into(),
+            self.holder.id().to_string(),
+            "-m".into(),
+            "--".into(),
+            meridian_bin().to_string_lossy().into_owned(),
+            "ntpd".into(),
+            "-n".into(),
+            "--observe".into(),
+            "-c".into(),
+            conf.to_string_lossy().into_owned(),
+            "--port".into(),
+            port.to_string(),
+        ];
+        Daemon::spawn("meridian-drift", None, "nsenter", &args, log_dir)
+    }
+}
+
+impl Drop for PrivateTmpfs {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum DiskFault {
+    Full,
+    ReadOnly,
+}
+
+/// The previous drift file holds 12.345 ppm on a small tmpfs (private mount
+/// namespace), which is then filled up or remounted read-only; the statistics go to
+/// the same file system. The daemon, in that namespace, reads the drift file, syncs
+/// from a Meridian upstream on loopback and keeps serving while its statistics cannot
+/// be written (one clear error line, not one per record); at SIGTERM it cannot save the
+/// frequency: it says so with the file's name and the system's reason, exits cleanly,
+/// and the old file is intact (12.345, no temporary file left next to it).
+fn drift_file_fault(fault: DiskFault, reason: &str) {
+    if !require_root_and_tools(&["unshare", "nsenter"]) {
+        return;
+    }
+    let upstream = meridian_server(None, LOCAL_CLOCK_CONF, free_udp_port(), LOOPBACK, 3);
+    let dir = TempDir::new("drift-fault");
+    let mount_point = dir.path().join("state");
+    std::fs::create_dir(&mount_point).expect("mount point");
+    let fs = PrivateTmpfs::new(&mount_point, "64k");
+    std::fs::write(fs.path("ntp.drift"), "12.345\n").expect("old drift file");
+    std::fs::create_dir(fs.path("stats")).expect("stats dir");
+    match fault {
+        DiskFault::Full => fs.fill(),
+        DiskFault::ReadOnly => fs.remount_read_only(),
+    }
+    let drift = mount_point.join("ntp.drift");
+    let conf = dir.write(
+        "ntp.conf",
+        &format!(
+            "restrict default\nserver 127.0.0.1 port {} iburst minpoll 3 maxpoll 3\n\
+             driftfile {}\nstatsdir {}/\nstatistics loopstats peerstats\n",
+            upstream.addr.port(),
+            drift.display(),
+            mount_point.join("stats").display()
+        ),
+    );
+    let port = free_udp_port();
+    let mut d = fs.spawn_daemon(&conf, port, dir.path());
+    let addr = SocketAddr::new(LOOPBACK, port);
+    wait_for_stratum(&mut d, None, addr, 4, Duration::from_secs(60));
+    let read_drift = log_lines_with(&d, "from the drift file");
+    assert!(
+        read_drift.iter().any(|l| l.contains("12.345 ppm")),
+        "{}",
+        d.logs()
+    );
+    // A few more polls with statistics failing: still serving, one error line.
+    for _ in 0..10 {
+        let p = ntp_probe(addr, Duration::from_secs(1)).expect("serving");
+        assert_eq!(p.reply.stratum, 4);
+        thread::sleep(Duration::from_secs(1));
+    }
+    let stats_errors = log_lines_with(&d, "cannot write statistics file");
+    assert_eq!(stats_errors.len(), 1, "{stats_errors:?}");
+    assert!(stats_errors[0].contains(reason), "{stats_errors:?}");
+
+    let status = d.stop();
+    assert!(status.success(), "exit status {status}:\n{}", d.logs());
+    let drift_errors = log_lines_with(&d, "cannot write drift file");
+    eprintln!("{fault:?}: {drift_errors:?}");
+    assert_eq!(drift_errors.len(), 1, "{}", d.logs());
+    assert!(
+        drift_errors[0].contains(&drift.display().to_string()) && drift_errors[0].contains(reason),
+        "{drift_errors:?}"
+    );
+    assert!(log_lines_with(&d, "exiting on signal").len() == 1);
+    assert_eq!(
+        std::fs::read_to_string(fs.path("ntp.drift")).expect("drift file"),
+        "12.345\n",
+        "the previous drift file was damaged"
+    );
+    assert!(
+        !fs.path("ntp.drift.TEMP").exists(),
+        "temporary file left behind"
+    );
+}
+
+#[test]
+fn drift_file_on_a_full_disk_keeps_the_old_file_and_the_daemon_running() {
+    drift_file_fault(DiskFault::Full, "No space left on device");
+}
+
+#[test]
+fn drift_file_on_a_read_only_disk_keeps_the_old_file_and_the_daemon_running() {
+    drift_file_fault(DiskFault::ReadOnly, "Read-only file system");
 }

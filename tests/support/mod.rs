@@ -18,6 +18,7 @@
 //! * A raw NTP client ([`ntp_probe`], [`ntp_burst`]) with its own tiny packet
 //!   parser.
 //! * [`relay`]: a user-space UDP relay adding delay and jitter.
+//! * [`dns`]: a tiny DNS server and a per-namespace resolv.conf.
 //! * [`sync`]: helpers for syncing and fault tests (a lying server, RSS).
 //!
 //! Safety rules: nothing here can change the system clock (every spawned
@@ -29,6 +30,7 @@
 pub mod attacks;
 pub mod auth;
 pub mod control;
+pub mod dns;
 pub mod ops;
 pub mod relay;
 pub mod sync;

@@ -178,13 +178,20 @@ impl OpsDaemon {
         );
     }
 
+    /// Send `signal` to the daemon (by its PID) while it runs.
+    pub fn signal(&mut self, signal: i32) {
+        if self.exited.is_none() {
+            // SAFETY: kill(2) on our own child, not yet reaped.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        }
+    }
+
     /// SIGTERM, then wait (≤ 5 s, SIGKILL after); returns the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         if let Some(s) = self.exited {
             return s;
         }
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        self.signal(libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Some(s) = self.child.try_wait().expect("try_wait") {

@@ -9,7 +9,9 @@
 //! right client. Every datagram is put in a bounded delay queue with its due
 //! time (`base + uniform(0..=jitter)`) and sent by a scheduler thread; when
 //! jitter exceeds the spacing between packets they may be reordered, as on a
-//! real path. All threads stop and are joined on drop.
+//! real path. [`Relay::set_blackout`] cuts the path (both ways, datagrams
+//! already queued included) until it is restored, as a network outage would.
+//! All threads stop and are joined on drop.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, HashMap};
@@ -91,7 +93,7 @@ pub struct RelayStats {
     pub to_server: u64,
     /// Datagrams sent back to clients.
     pub to_client: u64,
-    /// Datagrams dropped (loss model, full queue, too many clients).
+    /// Datagrams dropped (loss model, full queue, too many clients, blackout).
     pub dropped: u64,
 }
 
@@ -126,6 +128,7 @@ struct Shared {
     queue: Mutex<BinaryHeap<Item>>,
     cv: Condvar,
     stop: AtomicBool,
+    blackout: AtomicBool,
     seq: AtomicU64,
     to_server: AtomicU64,
     to_client: AtomicU64,
@@ -140,6 +143,10 @@ impl Shared {
         } else {
             self.cfg.to_client
         };
+        if self.blackout.load(Ordering::Relaxed) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let mut rng = rand::thread_rng();
         if spec.loss > 0.0 && rng.gen_bool(spec.loss.min(1.0)) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -199,6 +206,7 @@ impl Relay {
             queue: Mutex::new(BinaryHeap::new()),
             cv: Condvar::new(),
             stop: AtomicBool::new(false),
+            blackout: AtomicBool::new(false),
             seq: AtomicU64::new(0),
             to_server: AtomicU64::new(0),
             to_client: AtomicU64::new(0),
@@ -250,6 +258,12 @@ impl Relay {
     /// The address clients should send to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Drop every datagram, both ways, from now on (`true`), or relay again
+    /// (`false`).
+    pub fn set_blackout(&self, on: bool) {
+        self.shared.blackout.store(on, Ordering::Relaxed);
     }
 
     /// Counters so far.
@@ -363,7 +377,10 @@ fn scheduler_loop(sh: Arc<Shared>) {
             Some(_) => {
                 let item = q.pop().expect("non-empty");
                 drop(q);
-                if item.sock.send_to(&item.data, item.dest).is_ok() {
+                if sh.blackout.load(Ordering::Relaxed) {
+                    // Queued before the outage, lost in it.
+                    sh.dropped.fetch_add(1, Ordering::Relaxed);
+                } else if item.sock.send_to(&item.data, item.dest).is_ok() {
                     let c = if item.to_server {
                         &sh.to_server
                     } else {

@@ -46,8 +46,9 @@ pub struct Args {
     /// More debug output (repeat for more).
     #[arg(short = 'd', action = clap::ArgAction::Count)]
     pub debug: u8,
-    /// After start-up, refuse system calls a time daemon never makes (exec, ptrace,
-    /// mount, module loading, namespaces, …) with EPERM.
+    /// After start-up, allow only the system calls the daemon needs (an allow-list);
+    /// any other call (exec, ptrace, mount, module loading, namespaces, …) fails with
+    /// EPERM and is recorded in the kernel log.
     #[arg(long)]
     pub seccomp: bool,
     /// Never adjust the system clock: measure, discipline and serve a corrected time

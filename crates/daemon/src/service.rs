@@ -66,12 +66,20 @@ pub fn try_notify(state: &str) -> io::Result<bool> {
     if value.is_empty() {
         return Ok(false);
     }
-    let addr = notify_address(&value)?;
-    // An unbound socket: systemd identifies the sender by its credentials (PID), not
-    // by a return address, and nothing is ever read back.
-    let socket = UnixDatagram::unbound()?;
-    socket.send_to_addr(state.as_bytes(), &addr)?;
+    send_state(&notify_address(&value)?, state)?;
     Ok(true)
+}
+
+/// Send one notification datagram to `addr` without ever waiting.
+fn send_state(addr: &UnixAddr, state: &str) -> io::Result<()> {
+    // An unbound socket: systemd identifies the sender by its credentials (PID), not
+    // by a return address, and nothing is ever read back. Non-blocking, because the
+    // main loop sends these: a service manager that stops reading would otherwise
+    // freeze syncing and signal handling once its queue (max_dgram_qlen) is full.
+    let socket = UnixDatagram::unbound()?;
+    socket.set_nonblocking(true)?;
+    socket.send_to_addr(state.as_bytes(), addr)?;
+    Ok(())
 }
 
 /// [`try_notify`], logging (at debug level) instead of failing: what the daemon calls.
@@ -170,16 +178,38 @@ mod tests {
             UnixDatagram::bind_addr(&UnixAddr::from_abstract_name(name.as_bytes()).unwrap())
                 .unwrap();
         let addr = notify_address(&format!("@{name}")).unwrap();
-        UnixDatagram::unbound()
-            .unwrap()
-            .send_to_addr(READY.as_bytes(), &addr)
-            .unwrap();
+        send_state(&addr, READY).unwrap();
         let mut buf = [0u8; 64];
         listener
             .set_read_timeout(Some(Duration::from_secs(2)))
             .unwrap();
         let n = listener.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_manager_that_stops_reading_never_blocks_the_sender() {
+        let name = format!("meridian-test-notify-full-{}", std::process::id());
+        let _listener =
+            UnixDatagram::bind_addr(&UnixAddr::from_abstract_name(name.as_bytes()).unwrap())
+                .unwrap();
+        let addr = notify_address(&format!("@{name}")).unwrap();
+        // Nobody reads: the listener's queue fills after a few datagrams. A blocking
+        // sender would hang here; ours must report WouldBlock instead. The thread and
+        // timeout turn a hang into a failure rather than a stuck test run.
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let refused = (0..1000)
+                .map(|_| send_state(&addr, WATCHDOG))
+                .filter(|r| matches!(r, Err(e) if e.kind() == io::ErrorKind::WouldBlock))
+                .count();
+            done.send(refused).unwrap();
+        });
+        let refused = result
+            .recv_timeout(Duration::from_secs(30))
+            .expect("sending to a full notify socket blocked");
+        assert!(refused > 0, "the listener's queue never filled");
     }
 
     #[test]
