@@ -12,7 +12,10 @@
 //!   — with the default `tos`, and with `tos minsane 2`;
 //! * c. SIGHUP replaces the configured server without a restart, with the
 //!   daemon's `association N: …` / `removing association N …` log lines,
-//!   answering every request throughout, and ends up synced to the new one.
+//!   answering every request throughout, and ends up synced to the new one;
+//! * d. a server that rate-limits us (`limited kod`, our `iburst` train is
+//!   too fast for its `discard`) sends RATE: we log it, raise the poll
+//!   interval, keep the association and still synchronise.
 //!
 //! Every daemon runs without CAP_SYS_TIME, ours with `--observe`, chronyd
 //! with `-x`; port 123 is only used inside the test's own namespaces.
@@ -477,6 +480,52 @@ fn sighup_replaces_sources_without_restart() {
         log_lines_with(&m.daemon, "listening on 0.0.0.0:123").len(),
         1,
         "{logs}"
+    );
+}
+
+#[test]
+fn a_rate_kod_raises_our_poll_and_keeps_the_association() {
+    if !require_root_and_tools(&[]) {
+        return;
+    }
+    let lan = Lan::new("is-kod", &[2]);
+    let client = lan.client(2);
+    let server_conf =
+        format!("{LOCAL_CLOCK_CONF}restrict 10.123.0.2 limited kod\ndiscard minimum 4 average 3\n");
+    let _server = meridian_server(Some(&lan.server), &server_conf, 123, LOOPBACK, 3);
+    let m = spawn_meridian(
+        Some(client),
+        "restrict default\nserver 10.123.0.1 iburst minpoll 3 maxpoll 6\n",
+        123,
+        LOOPBACK,
+    );
+    let kissed = wait_until(Duration::from_secs(30), Duration::from_millis(500), || {
+        let lines = log_lines_with(&m.daemon, "rate limited (KoD RATE)");
+        (!lines.is_empty()).then_some(lines)
+    });
+    assert!(
+        kissed.is_some(),
+        "a train at 2 s against `minimum 4` got no RATE:\n{}",
+        m.daemon.logs()
+    );
+    // Synchronised all the same, polling no faster than the server allows.
+    wait_until(Duration::from_secs(150), Duration::from_secs(1), || {
+        probe(client, m.addr)
+            .ok()
+            .filter(|p| synced_to(p, 4, v4(10, 123, 0, 1)))
+    })
+    .unwrap_or_else(|| panic!("not synced after the KoD:\n{}", m.daemon.logs()));
+    let o = support::control::meridian_ntpq(client, &["-n", "-p"]);
+    let rows = support::control::parse_peers(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(rows.len(), 1, "the association is kept: {rows:?}");
+    let poll: u32 = rows[0].poll.parse().expect("poll column");
+    assert!(
+        poll >= 16,
+        "poll {poll} s: not raised above minpoll 3 (8 s)"
+    );
+    assert!(
+        log_lines_with(&m.daemon, "refuses us").is_empty(),
+        "RATE is not DENY"
     );
 }
 

@@ -37,6 +37,9 @@ pub struct Candidate {
     pub reachable: bool,
     /// Whether this is a PPS-disciplined source (tally `o` when chosen).
     pub pps: bool,
+    /// Configured `true`: always counted as a truechimer, even outside the
+    /// intersection (ntpd's FLAG_TRUE). It must still be fit to vote.
+    pub truechimer: bool,
 }
 
 impl Candidate {
@@ -163,7 +166,14 @@ pub fn select(
         })
         .collect();
 
-    let truechimers = intersect(candidates, &lambda, &fit);
+    let mut truechimers = intersect(candidates, &lambda, &fit);
+    // A `true` source survives the intersection whatever it says, as in ntpd: the
+    // operator vouches for it (a lone trusted server among liars, a local reference).
+    for &i in &fit {
+        if candidates[i].truechimer && !truechimers.contains(&i) {
+            truechimers.push(i);
+        }
+    }
     let mut falsetickers = Vec::new();
     for &i in &fit {
         if truechimers.contains(&i) {
@@ -365,6 +375,7 @@ mod tests {
             noselect: false,
             reachable: true,
             pps: false,
+            truechimer: false,
         }
     }
 
@@ -416,10 +427,48 @@ mod tests {
     }
 
     #[test]
+    fn a_true_source_survives_the_intersection() {
+        // Alone against a majority it is a falseticker; with `true` it survives, and
+        // as the only survivor it becomes the system peer.
+        let mut cs = [cand(0, 0.001), cand(1, 0.0012), cand(2, 1.0)];
+        let sel = select(&cs, &SelectConfig::default(), None);
+        assert_eq!(sel.falsetickers, vec![2]);
+        cs[2].truechimer = true;
+        let sel = select(&cs, &SelectConfig::default(), None);
+        assert!(sel.falsetickers.is_empty(), "{sel:?}");
+        assert_ne!(sel.status_of(2), Some(SelectStatus::Falseticker));
+        // Without a majority nobody survives but the trusted one.
+        let mut pair = [cand(0, 0.0), cand(1, 1.0)];
+        pair[1].truechimer = true;
+        let sel = select(&pair, &SelectConfig::default(), None);
+        assert_eq!(sel.system_peer, Some(1));
+        assert_eq!(sel.survivors, vec![1]);
+        assert_eq!(sel.status_of(0), Some(SelectStatus::Falseticker));
+        // Fitness still applies: an unreachable `true` source is rejected.
+        pair[1].reachable = false;
+        let sel = select(&pair, &SelectConfig::default(), None);
+        assert_eq!(sel.status_of(1), Some(SelectStatus::Reject));
+    }
+
+    #[test]
     fn previous_peer_is_kept_while_it_survives() {
         let cs = [cand(0, 0.001), cand(1, 0.0011), cand(2, 0.0009)];
         let sel = select(&cs, &SelectConfig::default(), Some(2));
         assert_eq!(sel.system_peer, Some(2));
+    }
+
+    #[test]
+    fn an_unreachable_previous_peer_is_neither_kept_nor_chosen() {
+        // RFC 5905 fit(): reach 0 is unfit, however good its last offset was.
+        let mut cs = [cand(0, 0.001), cand(1, 0.0011)];
+        cs[0].reachable = false;
+        let sel = select(&cs, &SelectConfig::default(), Some(0));
+        assert_eq!(sel.system_peer, Some(1));
+        assert_eq!(sel.status_of(0), Some(SelectStatus::Reject));
+        // Alone, it leaves no system peer at all.
+        let sel = select(&cs[..1], &SelectConfig::default(), Some(0));
+        assert_eq!(sel.system_peer, None);
+        assert!(sel.survivors.is_empty());
     }
 
     #[test]

@@ -45,9 +45,9 @@ use sync::{LoopEvent, SyncFlags, SyncLoop};
 /// only on loopback, queries refused.
 pub const EXAMPLE_CONFIG: &str = include_str!("example.conf");
 
-/// Bytes one remembered client costs (entry, index slot and list links), to turn
+/// Bytes one remembered client costs (the whole entry: the table has no index), to turn
 /// `mru maxmem` into a number of clients.
-const CLIENT_ENTRY_BYTES: u32 = 96;
+const CLIENT_ENTRY_BYTES: u32 = server::ratelimit::CLIENT_BYTES as u32;
 
 /// Run the daemon with these arguments (the first is the program name).
 pub fn main<I, T>(argv: I) -> ExitCode
@@ -160,6 +160,8 @@ fn open_clock(observe: bool) -> Box<dyn Clock + Send> {
 }
 
 fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
+    // Before any thread starts: per-thread malloc arenas only cost resident memory here.
+    meridian_os::memory::single_malloc_arena();
     let logfile = args.logfile.clone().or_else(|| config.logfile.clone());
     let destination = match (&logfile, args.foreground) {
         (Some(path), _) => logging::Destination::File(path),
@@ -173,6 +175,7 @@ fn run(args: &Args, config_path: &Path, config: Config) -> Result<(), String> {
     let flags = SyncFlags {
         allow_big_first_step: args.allow_big_first_step,
         slew_only: args.slew_only,
+        serving_port: (!args.once).then_some(args.port),
     };
     if args.once {
         drop_privileges(args)?;

@@ -9,10 +9,18 @@
 //!
 //! Two time scales are used, as in the daemon: `mono` seconds (monotonic, for
 //! scheduling) and NTP timestamps of the disciplined clock (for the exchange itself).
+//!
+//! A `peer` association speaks symmetric active (mode 1, RFC 5905 §9): each side sends
+//! at its own poll, and every packet also answers the other side's latest one. So an
+//! outgoing packet carries, as origin, the transmit timestamp of the last packet the
+//! peer sent us and, as receive timestamp, when it arrived; its transmit timestamp is
+//! our clock (the peer uses it as its T3), with only the bits below our precision
+//! random. A packet from the peer (mode 1 at its poll, or mode 2 when its server part
+//! answers) gives us a sample when its origin is our latest transmit timestamp.
 use meridian_algo::{Candidate, ClockFilter, FilterOutput, FilterResult, Sample as FilterSample};
 use meridian_proto::{
-    new_client_request, Exchange, KissCode, LeapIndicator, NtpHeader, NtpTimestamp, ReferenceId,
-    ReplyError, Sample,
+    new_client_request, Exchange, KissCode, LeapIndicator, Mode, NtpHeader, NtpTimestamp,
+    ReferenceId, ReplyError, Sample,
 };
 
 use crate::poll;
@@ -36,6 +44,8 @@ pub struct SourceOptions {
     pub prefer: bool,
     /// Measure, but never select.
     pub noselect: bool,
+    /// `true`: always a truechimer, whatever the intersection says.
+    pub truechimer: bool,
     /// NTP version of our requests.
     pub version: u8,
     /// Symmetric key to sign requests with and to require on replies (`key N`).
@@ -55,6 +65,7 @@ impl Default for SourceOptions {
             burst: false,
             prefer: false,
             noselect: false,
+            truechimer: false,
             version: 4,
             key: None,
             nts: false,
@@ -116,9 +127,15 @@ pub struct Source {
     filter: ClockFilter,
     reach: u8,
     unreach: u32,
+    /// Polls started so far (the packets of a burst train after its first do not count).
+    polls: u64,
     info: Option<PeerInfo>,
     last_sample: Option<Sample>,
     local_precision: i8,
+    /// Symmetric mode: the transmit timestamp of the peer's latest packet (our next
+    /// origin) and when it arrived (our next receive timestamp).
+    peer_xmt: NtpTimestamp,
+    peer_rec: NtpTimestamp,
 }
 
 impl Source {
@@ -131,9 +148,12 @@ impl Source {
             filter: ClockFilter::new(2f64.powi(local_precision.into())),
             reach: 0,
             unreach: 0,
+            polls: 0,
             info: None,
             last_sample: None,
             local_precision,
+            peer_xmt: NtpTimestamp::ZERO,
+            peer_rec: NtpTimestamp::ZERO,
         }
     }
 
@@ -160,6 +180,23 @@ impl Source {
     /// Polls since the last valid reply.
     pub fn unreach(&self) -> u32 {
         self.unreach
+    }
+
+    /// How many polls have started: one per poll interval, however many packets a burst
+    /// train sends. The reach register moves exactly when this does, so the system
+    /// process reselects on it: a source that stops answering must lose the system peer
+    /// without a reply to tell it so.
+    pub fn polls(&self) -> u64 {
+        self.polls
+    }
+
+    /// Whether `origin` (a reply's origin timestamp) is the transmit timestamp of this
+    /// source's latest request, still unanswered: the reply is meant for this source.
+    /// Lets the system process tell apart associations sharing one server address.
+    pub fn awaits_reply_to(&self, origin: NtpTimestamp) -> bool {
+        self.exchange.as_ref().is_some_and(|ex| {
+            !ex.is_answered() && !origin.is_zero() && ex.request().sent_transmit == origin
+        })
     }
 
     /// What the server said about itself last.
@@ -221,6 +258,7 @@ impl Source {
             self.options.burst,
         );
         if starts_poll {
+            self.polls += 1;
             // The reach register moves once per poll, not per burst packet.
             self.reach <<= 1;
             if self.reach == 0 {
@@ -236,8 +274,17 @@ impl Source {
             }
         }
         let mut request = new_client_request(self.options.version, self.poll.hpoll(), random);
+        let mut t1 = t1;
         if self.options.symmetric {
-            request.header.mode = meridian_proto::Mode::SymmetricActive;
+            // The peer computes its offset from our transmit timestamp, so it must be
+            // the clock; the bits below our precision carry no time and stay random.
+            t1 = fuzz_below_precision(t1, self.local_precision, random);
+            let h = &mut request.header;
+            h.mode = Mode::SymmetricActive;
+            h.origin_ts = self.peer_xmt;
+            h.receive_ts = self.peer_rec;
+            h.transmit_ts = t1;
+            request.sent_transmit = t1;
         }
         let mut bytes = [0u8; 48];
         request.header.encode(&mut bytes);
@@ -247,12 +294,26 @@ impl Source {
 
     /// A datagram from this source's address arrived at `t4` (clock time), `now` (mono).
     pub fn receive(&mut self, reply: &NtpHeader, t4: NtpTimestamp, now: f64) -> SourceEvent {
+        let mut reply = *reply;
+        if self.options.symmetric && matches!(reply.mode, Mode::SymmetricActive) {
+            if reply.transmit_ts.is_zero() || reply.transmit_ts == self.peer_xmt {
+                // Nothing new to echo: a replay of the peer's last packet, or junk.
+                return SourceEvent::Rejected(ReplyError::Duplicate);
+            }
+            // The peer's own poll. Whether or not it answers us, our next packet must
+            // answer it (RFC 5905 §9.1: org and rec are updated before the tests), or
+            // two peers starting together would never get past their first packets.
+            self.peer_xmt = reply.transmit_ts;
+            self.peer_rec = t4;
+            // From here on it is checked exactly like a passive reply.
+            reply.mode = Mode::SymmetricPassive;
+        }
         let Some(exchange) = self.exchange.as_mut() else {
             return SourceEvent::Rejected(ReplyError::BogusOrigin);
         };
-        match exchange.on_reply(reply, t4, self.local_precision) {
-            Ok(sample) => self.accept(sample, reply, now),
-            Err(ReplyError::Kiss(code)) => self.kissed(code, reply, now),
+        match exchange.on_reply(&reply, t4, self.local_precision) {
+            Ok(sample) => self.accept(sample, &reply, now),
+            Err(ReplyError::Kiss(code)) => self.kissed(code, &reply, now),
             Err(e) => SourceEvent::Rejected(e),
         }
     }
@@ -309,6 +370,9 @@ impl Source {
             id,
             offset: out.offset,
             delay: info.root_delay + out.delay,
+            // Aged to `now` at PHI (15 ppm) since the chosen sample: the longer a source
+            // goes without a usable sample, the less it says about our clock, until its
+            // root distance exceeds `maxdist` and it is no longer fit, reachable or not.
             dispersion: info.root_dispersion + self.filter.dispersion_at(now),
             jitter: out.jitter,
             stratum: info.stratum,
@@ -317,8 +381,18 @@ impl Source {
             noselect: self.options.noselect,
             reachable: self.reach != 0,
             pps: false,
+            truechimer: self.options.truechimer,
         })
     }
+}
+
+/// `t` with the fraction bits finer than 2^`precision` s replaced by `random`'s: the
+/// time is unchanged at the clock's resolution, but an off-path attacker must guess the
+/// low bits to forge an answer (as ntpd fuzzes its timestamps).
+fn fuzz_below_precision(t: NtpTimestamp, precision: i8, random: u64) -> NtpTimestamp {
+    let bits = (32 + i32::from(precision)).clamp(0, 32) as u32;
+    let mask = if bits == 0 { 0 } else { (1u64 << bits) - 1 };
+    NtpTimestamp::from_bits((t.to_bits() & !mask) | (random & mask))
 }
 
 #[cfg(test)]

@@ -314,3 +314,90 @@ fn a_peer_sends_symmetric_active_and_accepts_a_passive_reply() {
     ));
     assert_eq!(s.reach(), 1);
 }
+
+/// The peer's mode-1 packet at its own poll: its clock `offset` ahead, answering our
+/// packet `ours` (sent at `sent_at`) after holding it `hold` seconds.
+fn peer_poll(ours: &[u8; 48], sent_at: f64, offset: f64, hold: f64) -> (NtpHeader, NtpTimestamp) {
+    let (mut h, _) = reply_to(ours, sent_at, offset, 0.001);
+    h.mode = Mode::SymmetricActive;
+    h.transmit_ts = ts(sent_at + 0.001 + offset + hold);
+    (h, ts(sent_at + 0.002 + hold))
+}
+
+#[test]
+fn symmetric_packets_echo_the_peer_and_carry_our_clock() {
+    let opts = SourceOptions {
+        symmetric: true,
+        ..Default::default()
+    };
+    let mut s = Source::new(opts, -20, 0.0);
+    let first = s.transmit(0.0, ts(0.0), u64::MAX);
+    let h = NtpHeader::decode(&first).unwrap();
+    assert_eq!(h.mode, Mode::SymmetricActive);
+    assert!(
+        h.origin_ts.is_zero() && h.receive_ts.is_zero(),
+        "nothing heard yet"
+    );
+    // The transmit timestamp is our clock to within our precision: the peer uses it.
+    let err = h.transmit_ts.diff(ts(0.0)).to_seconds_f64();
+    assert!((0.0..2f64.powi(-20)).contains(&err), "{err}");
+    // The peer's poll, 10 s later, answers it: a sample, the hold time taken out.
+    let (poll, t4) = peer_poll(&first, 0.0, 0.25, 10.0);
+    let event = s.receive(&poll, t4, 10.0);
+    assert!(matches!(event, SourceEvent::Updated(_)), "{event:?}");
+    let sample = s.last_sample().unwrap();
+    assert!((sample.offset - 0.25).abs() < 1e-5, "{sample:?}");
+    assert!((sample.delay - 0.002).abs() < 1e-5, "{sample:?}");
+    assert_eq!(s.reach(), 1);
+    // Our next packet answers the peer's: its transmit time as origin, and when it came.
+    let next = NtpHeader::decode(&s.transmit(64.0, ts(64.0), 3)).unwrap();
+    assert_eq!(next.origin_ts, poll.transmit_ts);
+    assert_eq!(next.receive_ts, t4);
+    // The same packet again (a replay) teaches nothing.
+    assert_eq!(
+        s.receive(&poll, t4, 64.5),
+        SourceEvent::Rejected(ReplyError::Duplicate)
+    );
+}
+
+#[test]
+fn a_peer_poll_that_does_not_answer_us_still_sets_our_next_origin() {
+    let opts = SourceOptions {
+        symmetric: true,
+        ..Default::default()
+    };
+    let mut s = Source::new(opts, -20, 0.0);
+    let first = s.transmit(0.0, ts(0.0), 5);
+    // The peer started at the same time: its first packet has heard nothing (org 0).
+    let (mut poll, t4) = peer_poll(&first, 0.0, 0.0, 0.5);
+    poll.origin_ts = NtpTimestamp::ZERO;
+    poll.receive_ts = NtpTimestamp::ZERO;
+    assert_eq!(
+        s.receive(&poll, t4, 0.5),
+        SourceEvent::Rejected(ReplyError::BogusOrigin)
+    );
+    assert_eq!(s.reach(), 0);
+    // Ours now answers it, so the peer can take a sample from it.
+    let second = NtpHeader::decode(&s.transmit(2.0, ts(2.0), 6)).unwrap();
+    assert_eq!(second.origin_ts, poll.transmit_ts);
+    assert_eq!(second.receive_ts, t4);
+    // A forged mode-1 packet whose origin is not our latest transmission gives no sample.
+    let (mut forged, t4) = peer_poll(&first, 0.0, 5.0, 3.0);
+    forged.transmit_ts = ts(9.0);
+    assert_eq!(
+        s.receive(&forged, t4, 3.0),
+        SourceEvent::Rejected(ReplyError::BogusOrigin)
+    );
+    assert_eq!(s.reach(), 0);
+}
+
+#[test]
+fn a_client_association_ignores_symmetric_active_packets() {
+    let mut s = Source::new(SourceOptions::default(), -20, 0.0);
+    let req = s.transmit(0.0, ts(0.0), 8);
+    let (poll, t4) = peer_poll(&req, 0.0, 0.0, 0.1);
+    assert_eq!(
+        s.receive(&poll, t4, 0.2),
+        SourceEvent::Rejected(ReplyError::WrongMode)
+    );
+}

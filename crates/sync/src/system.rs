@@ -1,6 +1,6 @@
 //! The system process: all associations, selection, discipline, system variables.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use meridian_algo::{
     leap, select, Candidate, ClockCommand, Discipline, DisciplineConfig, DisciplineEvent,
@@ -8,7 +8,10 @@ use meridian_algo::{
 };
 use meridian_auth::{KeyStore, Verification};
 use meridian_nts::{NtsClientState, NtsError, UID_LEN};
-use meridian_proto::{KissCode, LeapIndicator, NtpHeader, NtpTimestamp, ReferenceId, HEADER_LEN};
+use meridian_proto::{
+    build_server_reply, KissCode, LeapIndicator, Mode, NtpHeader, NtpShort, NtpTimestamp,
+    ReferenceId, ServerState, DEFAULT_MIN_POLL, HEADER_LEN,
+};
 
 use crate::source::{Source, SourceEvent, SourceOptions};
 
@@ -36,6 +39,24 @@ pub struct Association {
     pub kind: AssocKind,
     /// Its protocol state.
     pub source: Source,
+    /// Our own address as this source sees it, when known (see
+    /// [`SyncCore::set_local_address`]): a source whose reference id is this address
+    /// is synchronised to us.
+    pub local: Option<IpAddr>,
+}
+
+impl Association {
+    /// Whether this source takes its time from us (RFC 5905 `fit()`: its reference id is
+    /// our address): using it would be a timing loop, as between two peers that each
+    /// follow the other. Stratum 1 refids are clock names, never addresses.
+    pub fn is_loop(&self) -> bool {
+        match (self.local, self.source.info()) {
+            (Some(local), Some(info)) => {
+                info.stratum > 1 && info.reference_id == ReferenceId::from_ip(local)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Tunables of the system process.
@@ -264,6 +285,7 @@ impl SyncCore {
             addr,
             kind,
             source: Source::new(options, self.local_precision, first_poll_at),
+            local: None,
         });
         id
     }
@@ -274,6 +296,19 @@ impl SyncCore {
         self.nts.retain(|n| n.id != id);
         if self.system_peer == Some(id) {
             self.system_peer = None;
+        }
+        if self.sys.system_peer == Some(id) {
+            // Keep no system variables from a source that is no longer there; another
+            // survivor takes over with its next sample.
+            self.lose_system_peer();
+        }
+    }
+
+    /// Tell the core our address as association `id` sees it (the source address of
+    /// what we send it), so it can recognise a source that is synchronised to us.
+    pub fn set_local_address(&mut self, id: u16, local: IpAddr) {
+        if let Some(a) = self.assocs.iter_mut().find(|a| a.id == id) {
+            a.local = Some(local);
         }
     }
 
@@ -288,11 +323,22 @@ impl SyncCore {
     }
 
     /// The selection status of an association (for the tally code).
+    ///
+    /// Only the core's system peer is shown as such: selection may name a peer that the
+    /// start-up majority rule then refuses, and `*` must never mark a source the clock
+    /// does not follow.
     pub fn status_of(&self, id: u16) -> SelectStatus {
-        self.selection
+        let status = self
+            .selection
             .as_ref()
             .and_then(|s| s.status_of(usize::from(id)))
-            .unwrap_or(SelectStatus::Reject)
+            .unwrap_or(SelectStatus::Reject);
+        match status {
+            SelectStatus::SysPeer | SelectStatus::PpsPeer if self.system_peer != Some(id) => {
+                SelectStatus::Candidate
+            }
+            s => s,
+        }
     }
 
     /// Use these keys for associations configured with `key N` (start-up and reload).
@@ -358,10 +404,8 @@ impl SyncCore {
             });
         };
         let assoc = self
-            .assocs
-            .iter()
-            .find(|a| a.addr == from)
-            .map(|a| (a.id, a.source.options().key));
+            .answered_by(from, reply.origin_ts)
+            .map(|i| (self.assocs[i].id, self.assocs[i].source.options().key));
         if let Some(n) = assoc.and_then(|(id, _)| self.nts.iter_mut().find(|n| n.id == id)) {
             let Some(state) = n.state.as_mut() else {
                 return Err(AuthRejection::Nts(NtsError::NoCookies));
@@ -480,6 +524,9 @@ impl SyncCore {
 
     /// Build the request for association `id`: where to send it and the bytes. `t1` is the
     /// clock read just before sending; `random` becomes the transmit timestamp.
+    ///
+    /// When the request starts a poll (not a later packet of a burst), selection is run
+    /// again first: the system peer may have just become unreachable or too distant.
     pub fn transmit(
         &mut self,
         id: u16,
@@ -488,7 +535,89 @@ impl SyncCore {
         random: u64,
     ) -> Option<(SocketAddr, [u8; 48])> {
         let a = self.assocs.iter_mut().find(|a| a.id == id)?;
-        Some((a.addr, a.source.transmit(now, t1, random)))
+        let polls = a.source.polls();
+        let mut bytes = a.source.transmit(now, t1, random);
+        let addr = a.addr;
+        let symmetric = a.source.options().symmetric;
+        if a.source.polls() != polls {
+            // A poll started and the reach register moved. A source that stopped
+            // answering sends no reply to run selection on, so run it here, or it
+            // would stay the system peer however long it is gone.
+            self.review(now);
+        }
+        if symmetric {
+            // A symmetric peer may synchronise to us from these packets, so they carry
+            // our system variables, like a server reply (a client request carries none).
+            let request = NtpHeader::decode(&bytes).ok()?;
+            let mut h = build_server_reply(
+                &request,
+                &self.server_state(),
+                request.receive_ts,
+                request.transmit_ts,
+            );
+            h.mode = request.mode;
+            h.poll = request.poll;
+            h.origin_ts = request.origin_ts;
+            h.encode(&mut bytes);
+        }
+        Some((addr, bytes))
+    }
+
+    /// Our system variables as a server announces them.
+    fn server_state(&self) -> ServerState {
+        let sys = &self.sys;
+        ServerState {
+            leap: sys.leap,
+            stratum: sys.stratum,
+            precision: self.local_precision,
+            root_delay: NtpShort::from_seconds_f64(sys.root_delay),
+            root_dispersion: NtpShort::from_seconds_f64(sys.root_dispersion),
+            reference_id: sys.reference_id,
+            reference_ts: sys.reference_ts,
+            min_poll: DEFAULT_MIN_POLL,
+        }
+    }
+
+    /// Answer a client (mode 3) request that a `peer` sent to the port our symmetric
+    /// packets come from: received at `t2`, to leave at `t3`. Writes the reply into
+    /// `out` and returns its length, or `None` when `from` is no peer association, the
+    /// datagram is no client request, or a keyed peer's request does not verify.
+    ///
+    /// Such a request never reaches the server: the daemon's socket for the peer takes
+    /// everything the peer sends to that port. A peer that has no symmetric mode (NTPsec
+    /// treats `peer` as `server`) polls us this way, and must still be answered, from the
+    /// same system variables our mode 1 packets carry.
+    pub fn answer_peer_client(
+        &self,
+        from: SocketAddr,
+        datagram: &[u8],
+        t2: NtpTimestamp,
+        t3: NtpTimestamp,
+        out: &mut [u8; MAX_REQUEST_LEN],
+    ) -> Option<usize> {
+        let peer = self
+            .assocs
+            .iter()
+            .find(|a| a.addr == from && a.kind == AssocKind::Peer)?;
+        let request = NtpHeader::decode(datagram).ok()?;
+        if request.mode != Mode::Client || !(1..=4).contains(&request.version) {
+            return None;
+        }
+        let key = peer.source.options().key;
+        if let Some(k) = key {
+            if !matches!(self.keys.verify(datagram), Verification::Valid { key_id } if key_id == k)
+            {
+                return None;
+            }
+        }
+        let reply = build_server_reply(&request, &self.server_state(), t2, t3);
+        let mut header = [0u8; HEADER_LEN];
+        reply.encode(&mut header);
+        out[..HEADER_LEN].copy_from_slice(&header);
+        match key {
+            None => Some(HEADER_LEN),
+            Some(k) => self.keys.sign_in_place(out, HEADER_LEN, k).ok(),
+        }
     }
 
     /// A datagram from `from` arrived at `t4` (clock time) and `now` (mono); `utc` is the
@@ -501,7 +630,7 @@ impl SyncCore {
         now: f64,
         utc: f64,
     ) -> Receipt {
-        let Some(index) = self.assocs.iter().position(|a| a.addr == from) else {
+        let Some(index) = self.answered_by(from, reply.origin_ts) else {
             return Receipt {
                 association: None,
                 event: SourceEvent::None,
@@ -513,7 +642,13 @@ impl SyncCore {
         let command = match &event {
             // A stale filter still took a fresh measurement: the discipline weights every
             // sample by its own delay, so it wants them all, not only the filter's picks.
-            SourceEvent::Updated(_) | SourceEvent::Stale => self.update_system(id, now, t4, utc),
+            // A held popcorn spike too: the filter compares it with an output taken
+            // before the discipline's latest corrections, so right after start-up it
+            // holds back good samples; the discipline's innovation gate, which knows
+            // those corrections, judges outliers instead.
+            SourceEvent::Updated(_) | SourceEvent::Stale | SourceEvent::Held => {
+                self.update_system(id, now, t4, utc)
+            }
             SourceEvent::Demobilize(KissCode::Deny | KissCode::Rstr) => {
                 self.remove(id);
                 None
@@ -527,6 +662,22 @@ impl SyncCore {
         }
     }
 
+    /// The index of the association a reply from `from` with origin timestamp `origin`
+    /// is for. Several associations can share one server address: a plain and an NTS
+    /// source of the same server, once the NTS-KE server has named its NTP address, or
+    /// one host configured under two names. Matching on the address alone would hand
+    /// every reply to the first of them, so the others would never be reached (their
+    /// replies rejected there as bogus or unauthenticated). The one whose outstanding
+    /// request the origin echoes wins; failing that, the first, whose checks then
+    /// refuse a stale or forged reply as before.
+    fn answered_by(&self, from: SocketAddr, origin: NtpTimestamp) -> Option<usize> {
+        let at = |a: &Association| a.addr == from;
+        self.assocs
+            .iter()
+            .position(|a| at(a) && a.source.awaits_reply_to(origin))
+            .or_else(|| self.assocs.iter().position(at))
+    }
+
     /// The discipline's time for a sample received at `t4`: seconds of the disciplined
     /// clock since the first sample. The discipline remembers times (its estimate's epoch,
     /// the slew in progress) and moves them when the clock is stepped
@@ -535,6 +686,83 @@ impl SyncCore {
     fn clock_seconds(&mut self, t4: NtpTimestamp) -> f64 {
         let origin = *self.clock_origin.get_or_insert(t4);
         t4.diff(origin).to_seconds_f64()
+    }
+
+    /// Run selection over every association as it stands at `now` (mono): the outcome,
+    /// and the system peer it yields after the start-up majority rule. The candidates
+    /// are left in `self.candidates` (for the leap vote).
+    ///
+    /// Fitness is judged here as RFC 5905's `fit()` does: a source that has not answered
+    /// any of its last eight polls (reach 0), or whose root distance, aged at PHI since
+    /// its last sample, exceeds `maxdist`, is rejected; so when no fit source is left
+    /// there is no system peer.
+    fn select_sources(&mut self, now: f64) -> (Selection, Option<u16>) {
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.clear();
+        candidates.extend(
+            self.assocs
+                .iter()
+                .filter(|a| !a.is_loop())
+                .filter_map(|a| a.source.candidate(usize::from(a.id), now)),
+        );
+        let selection = select(
+            &candidates,
+            &self.config.select,
+            self.system_peer.map(usize::from),
+        );
+        self.candidates = candidates;
+        let mut peer_id = selection.system_peer.and_then(|p| u16::try_from(p).ok());
+        if !self.ever_synchronised {
+            // Before the first synchronisation, one fast source must not win just by
+            // being usable first: wait until the agreeing survivors are a majority of
+            // every source that answers, as a falseticker would otherwise set the clock
+            // (and then hold it for a whole stepout against the honest majority).
+            let answering = self
+                .assocs
+                .iter()
+                .filter(|a| a.source.reach() != 0 && !a.source.options().noselect)
+                .count();
+            // A `true` source is vouched for by the operator: it needs no majority.
+            let vouched = peer_id.is_some_and(|id| {
+                self.assocs
+                    .iter()
+                    .any(|a| a.id == id && a.source.options().truechimer)
+            });
+            if selection.survivors.len() * 2 <= answering && !vouched {
+                peer_id = None;
+            }
+        }
+        (selection, peer_id)
+    }
+
+    /// Reselect at `now` (mono) without a new sample, as a poll starts: a system peer
+    /// that stopped answering (reach 0) or aged beyond `maxdist` loses its place even
+    /// though nothing arrives to say so (ntpd gets there through the dummy sample it
+    /// feeds the clock filter of a silent source, which runs its selection). The clock
+    /// is not touched: with no system peer the discipline simply holds its frequency
+    /// (holdover) until one is selected again.
+    ///
+    /// A different survivor chosen here becomes the system peer for selection (and
+    /// `ntpq`'s tally) at once; the system variables follow with its next sample, as
+    /// only a sample can discipline the clock.
+    fn review(&mut self, now: f64) {
+        let (selection, peer_id) = self.select_sources(now);
+        self.system_peer = peer_id;
+        self.selection = Some(selection);
+        if peer_id.is_none() {
+            self.lose_system_peer();
+        }
+    }
+
+    /// No system peer (any more): say so in the system variables. The daemon then serves
+    /// its local clock driver or orphan mode if configured, and otherwise leap 3 at
+    /// stratum 16, so clients stop taking time from a server that has none itself. The
+    /// discipline's estimates (frequency above all) are kept for the holdover.
+    fn lose_system_peer(&mut self) {
+        self.sys.system_peer = None;
+        self.sys.leap = LeapIndicator::Unsynchronized;
+        self.sys.stratum = 16;
+        self.sys.reference_id = ReferenceId::INIT;
     }
 
     /// Reselect after association `updated` produced a new sample; if it is the system
@@ -548,49 +776,19 @@ impl SyncCore {
         t4: NtpTimestamp,
         utc: f64,
     ) -> Option<ClockCommand> {
-        let mut candidates = std::mem::take(&mut self.candidates);
-        candidates.clear();
-        candidates.extend(
-            self.assocs
-                .iter()
-                .filter_map(|a| a.source.candidate(usize::from(a.id), now)),
-        );
-        let selection = select(
-            &candidates,
-            &self.config.select,
-            self.system_peer.map(usize::from),
-        );
-        let mut peer_id = selection.system_peer.and_then(|p| u16::try_from(p).ok());
-        if !self.ever_synchronised {
-            // Before the first synchronisation, one fast source must not win just by
-            // being usable first: wait until the agreeing survivors are a majority of
-            // every source that answers, as a falseticker would otherwise set the clock
-            // (and then hold it for a whole stepout against the honest majority).
-            let answering = self
-                .assocs
-                .iter()
-                .filter(|a| a.source.reach() != 0 && !a.source.options().noselect)
-                .count();
-            if selection.survivors.len() * 2 <= answering {
-                peer_id = None;
-            }
-        }
+        let (selection, peer_id) = self.select_sources(now);
         let vote = leap::vote(
             selection
                 .survivors
                 .iter()
-                .filter_map(|id| candidates.iter().find(|c| c.id == *id))
+                .filter_map(|id| self.candidates.iter().find(|c| c.id == *id))
                 .map(|c| c.leap),
         );
-        self.candidates = candidates;
         self.leap.update(utc, self.leap_table_vote.unwrap_or(vote));
         self.system_peer = peer_id;
         let Some(peer) = peer_id.and_then(|id| self.assocs.iter().find(|a| a.id == id)) else {
             self.selection = Some(selection);
-            self.sys.system_peer = None;
-            self.sys.leap = LeapIndicator::Unsynchronized;
-            self.sys.stratum = 16;
-            self.sys.reference_id = ReferenceId::INIT;
+            self.lose_system_peer();
             return None;
         };
         let info = *peer.source.info()?;

@@ -3,8 +3,11 @@
 //! It resolves the configured `server`, `pool` and `peer` names, sends the requests the
 //! core asks for from a socket per address family (ephemeral, kernel-randomised source
 //! ports), hands every reply back with its kernel receive timestamp, applies the
-//! discipline's commands to the clock, and keeps the drift file. Replies are received on
-//! a thread per socket and passed over a channel, so the loop itself waits on one thing.
+//! discipline's commands to the clock, and keeps the drift file. A `peer` association
+//! has a socket of its own on the serving port, so symmetric packets go port to port;
+//! `pool` membership is kept by [`meridian_sync::Pool`] with the system resolver.
+//! Replies are received on a thread per socket and passed over a channel, so the loop
+//! itself waits on one thing.
 
 pub mod clock_driver;
 pub mod drift;
@@ -12,9 +15,11 @@ pub mod nts_client;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meridian_algo::{DisciplineConfig, DisciplineEvent, LeapKind, SelectConfig};
@@ -24,7 +29,8 @@ use meridian_conf::{Config, SourceConfig, SourceKind};
 use meridian_os::udp::{enable_rx_metadata, RecvBatch};
 use meridian_proto::NtpTimestamp;
 use meridian_sync::{
-    AssocKind, SourceEvent, SourceOptions, SyncConfig, SyncCore, SystemVars, MAX_REQUEST_LEN,
+    AssocKind, Pool, PoolReview, SourceEvent, SourceOptions, SyncConfig, SyncCore, SystemVars,
+    MAX_REQUEST_LEN,
 };
 
 use clock_driver::{ClockDriver, FailureLog};
@@ -33,10 +39,9 @@ use clock_driver::{ClockDriver, FailureLog};
 pub const DRIFT_WRITE_INTERVAL: f64 = 3600.0;
 /// How long to wait before retrying a name that did not resolve.
 pub const RESOLVE_RETRY: f64 = 60.0;
-/// How often pool membership is reviewed.
+/// How often pool membership is reviewed (members dropped after
+/// [`meridian_sync::POOL_UNREACH_LIMIT`] unanswered polls, gaps refilled).
 pub const POOL_CHECK_INTERVAL: f64 = 64.0;
-/// Unanswered polls after which a pool member is replaced.
-pub const POOL_UNREACH_LIMIT: u32 = 8;
 /// With `-x`, offsets up to this are slewed rather than stepped (classic ntpd).
 pub const SLEW_ONLY_THRESHOLD: f64 = 600.0;
 
@@ -47,6 +52,9 @@ pub struct SyncFlags {
     pub allow_big_first_step: bool,
     /// `-x`: slew rather than step up to 600 s.
     pub slew_only: bool,
+    /// The port the server answers on, when it serves: `peer` associations send from it
+    /// (see [`peer_socket`]). `None` (`-q`, tests) sends them from an ephemeral port.
+    pub serving_port: Option<u16>,
 }
 
 /// What happened in one turn of the loop that the daemon must act on.
@@ -69,6 +77,8 @@ struct Received {
     from: SocketAddr,
     data: Vec<u8>,
     kernel_rx: Option<NtpTimestamp>,
+    /// It came in on a `peer` association's own socket (see [`peer_socket`]).
+    via_peer_socket: bool,
 }
 
 struct Pending {
@@ -98,8 +108,13 @@ pub struct SyncLoop {
     armed_leap: Option<LeapKind>,
     key_exchanges: nts_client::KeyExchanges,
     stats: crate::stats::StatsWriter,
-    pool_configs: Vec<SourceConfig>,
+    /// Each `pool` line (by source key) with the members it holds.
+    pools: HashMap<String, (SourceConfig, Pool)>,
     next_pool_check: f64,
+    serving_port: Option<u16>,
+    /// Sockets of the `peer` associations, by association id; `None` where one could
+    /// not be opened (the association then sends from the ephemeral client socket).
+    peer_sockets: HashMap<u16, Option<PeerSocket>>,
 }
 
 /// Read and verify the `leapfile`, warning when it has expired.
@@ -194,6 +209,7 @@ fn source_options(s: &SourceConfig) -> SourceOptions {
         burst: s.burst,
         prefer: s.prefer,
         noselect: s.noselect,
+        truechimer: s.true_chimer,
         version: s.version,
         key: s.key.map(u32::from),
         nts: s.nts,
@@ -203,6 +219,17 @@ fn source_options(s: &SourceConfig) -> SourceOptions {
 
 fn open_client_socket(bind: &str, tx: Sender<Received>) -> io::Result<UdpSocket> {
     let addr: SocketAddr = bind.parse().map_err(io::Error::other)?;
+    let socket = udp_socket_for(addr)?;
+    socket.bind(&addr.into())?;
+    enable_rx_metadata(&socket, addr.is_ipv6(), false)?;
+    let socket: UdpSocket = socket.into();
+    spawn_reader(socket.try_clone()?, tx, None)?;
+    Ok(socket)
+}
+
+/// An unbound UDP socket of `addr`'s family; IPv6 ones stay IPv6-only, so an IPv4
+/// socket on the same port never collides with them.
+fn udp_socket_for(addr: SocketAddr) -> io::Result<socket2::Socket> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::DGRAM,
@@ -211,19 +238,68 @@ fn open_client_socket(bind: &str, tx: Sender<Received>) -> io::Result<UdpSocket>
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    socket.bind(&addr.into())?;
-    enable_rx_metadata(&socket, addr.is_ipv6(), false)?;
+    Ok(socket)
+}
+
+/// A socket for the symmetric association with `peer`: bound to the serving port (with
+/// `SO_REUSEPORT`, beside the server's sockets) and connected to the peer.
+///
+/// RFC 5905 peers talk port to port, and a peer that keys its association by address
+/// and port (ntpd, chronyd) only takes our mode 1 packets as part of it when they come
+/// from the port it sends to. Being connected, the socket also gets everything the peer
+/// sends to that port: Linux prefers the connected member of a reuseport group, so the
+/// peer's mode 1 packets reach the sync loop rather than the server's stateless answer
+/// (and its client requests, from a peer without symmetric mode, are answered by the
+/// loop: [`SyncCore::answer_peer_client`]). The reader stops when `stop` is set (the
+/// association went away).
+fn peer_socket(
+    peer: SocketAddr,
+    port: u16,
+    tx: Sender<Received>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<UdpSocket> {
+    let bind: SocketAddr = if peer.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, port).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, port).into()
+    };
+    let socket = udp_socket_for(bind)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&bind.into())?;
+    socket.connect(&peer.into())?;
+    enable_rx_metadata(&socket, bind.is_ipv6(), false)?;
+    // The reader wakes now and then to notice `stop`.
+    socket.set_read_timeout(Some(Duration::from_millis(500)))?;
     let socket: UdpSocket = socket.into();
-    let reader = socket.try_clone()?;
+    spawn_reader(socket.try_clone()?, tx, Some(stop))?;
+    Ok(socket)
+}
+
+/// Receive on `reader` until the loop goes away (or `stop` is set), passing every
+/// plausible NTP datagram on with its kernel receive timestamp.
+fn spawn_reader(
+    reader: UdpSocket,
+    tx: Sender<Received>,
+    stop: Option<Arc<AtomicBool>>,
+) -> io::Result<()> {
     std::thread::Builder::new()
         .name("ntp-client-rx".into())
         .spawn(move || {
             let mut batch = RecvBatch::new();
-            loop {
+            while !stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
                 let n = match batch.recv(&reader) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => continue,
+                    Err(e)
+                        if stop.is_some()
+                            && matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                            ) =>
+                    {
+                        continue
+                    }
                     Err(_) => return,
                 };
                 for i in 0..n {
@@ -239,6 +315,7 @@ fn open_client_socket(bind: &str, tx: Sender<Received>) -> io::Result<UdpSocket>
                             from: p.source,
                             data,
                             kernel_rx: p.kernel_rx,
+                            via_peer_socket: stop.is_some(),
                         })
                         .is_err()
                     {
@@ -247,7 +324,20 @@ fn open_client_socket(bind: &str, tx: Sender<Received>) -> io::Result<UdpSocket>
                 }
             }
         })?;
-    Ok(socket)
+    Ok(())
+}
+
+/// The socket of one `peer` association (see [`peer_socket`]).
+struct PeerSocket {
+    addr: SocketAddr,
+    socket: UdpSocket,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for PeerSocket {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl SyncLoop {
@@ -292,7 +382,9 @@ impl SyncLoop {
             kernel_does_leaps,
             armed_leap: None,
             key_exchanges: nts_client::KeyExchanges::default(),
-            pool_configs: Vec::new(),
+            pools: HashMap::new(),
+            serving_port: flags.serving_port,
+            peer_sockets: HashMap::new(),
             next_pool_check: POOL_CHECK_INTERVAL,
             stats: crate::stats::StatsWriter::new(
                 config,
@@ -354,7 +446,7 @@ impl SyncLoop {
                 self.key_exchanges.retain(&self.core);
             }
         }
-        self.pool_configs.retain(|c| keys.contains(&source_key(c)));
+        self.pools.retain(|k, _| keys.contains(k));
         self.pending
             .retain(|p| keys.contains(&source_key(&p.config)));
         if config.leapfile.is_some() {
@@ -395,6 +487,48 @@ impl SyncLoop {
         slot.as_ref()
     }
 
+    /// The connected socket of `peer` association `id` sending to `addr`, opened on
+    /// first use; `None` for other associations, or when it cannot be opened (another
+    /// user owns the serving port's sockets after `-u`, say).
+    fn peer_socket_for(&mut self, id: u16, addr: SocketAddr) -> Option<&UdpSocket> {
+        let port = self.serving_port?;
+        let a = self.core.associations().iter().find(|a| a.id == id)?;
+        if a.kind != AssocKind::Peer {
+            return None;
+        }
+        self.prune_peer_sockets();
+        if !self.peer_sockets.contains_key(&id) {
+            let stop = Arc::new(AtomicBool::new(false));
+            let opened = match peer_socket(addr, port, self.reply_sender.clone(), stop.clone()) {
+                Ok(socket) => {
+                    if let Ok(local) = socket.local_addr() {
+                        self.core.set_local_address(id, local.ip());
+                    }
+                    tracing::info!("peer {addr}: symmetric mode from port {port}");
+                    Some(PeerSocket { addr, socket, stop })
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "peer {addr}: cannot send from port {port} ({e}); using an ephemeral port, so the peer will answer as a server"
+                    );
+                    None
+                }
+            };
+            self.peer_sockets.insert(id, opened);
+        }
+        self.peer_sockets.get(&id)?.as_ref().map(|p| &p.socket)
+    }
+
+    /// Close the sockets of `peer` associations that are gone (reload, DENY) or aimed
+    /// elsewhere now: a stale one would keep taking the old peer's packets.
+    fn prune_peer_sockets(&mut self) {
+        let core = &self.core;
+        self.peer_sockets.retain(|id, s| {
+            let assoc = core.associations().iter().find(|a| a.id == *id);
+            assoc.is_some_and(|a| s.as_ref().is_none_or(|s| s.addr == a.addr))
+        });
+    }
+
     fn resolve_pending(&mut self, now: f64) {
         let mut still = Vec::new();
         for p in std::mem::take(&mut self.pending) {
@@ -404,12 +538,14 @@ impl SyncLoop {
             }
             // For an NTS source, `port` is the NTS-KE port; the NTP port comes from the
             // key exchange.
-            let port = p.config.port.unwrap_or(if p.config.nts {
-                meridian_nts::NTS_KE_PORT
-            } else {
-                123
-            });
+            let port = service_port(&p.config);
             let family = p.config.family;
+            if p.config.kind == SourceKind::Pool {
+                // From now on the pool reviews itself (and retries a failed name) every
+                // POOL_CHECK_INTERVAL.
+                self.review_pool(&source_key(&p.config), &p.config, now);
+                continue;
+            }
             let addrs: Vec<SocketAddr> = match (p.config.address.as_str(), port).to_socket_addrs() {
                 Ok(a) => a
                     .filter(|a| family.is_none_or(|f| f.matches(a.ip())))
@@ -426,13 +562,12 @@ impl SyncLoop {
                     continue;
                 }
             };
-            let (kind, take) = match p.config.kind {
-                SourceKind::Pool => (AssocKind::Pool, self.maxclock),
-                SourceKind::Peer => (AssocKind::Peer, 1),
-                SourceKind::Server => (AssocKind::Server, 1),
+            let kind = match p.config.kind {
+                SourceKind::Peer => AssocKind::Peer,
+                _ => AssocKind::Server,
             };
             let mut ids = Vec::new();
-            for addr in addrs.into_iter().take(take) {
+            for addr in addrs.into_iter().take(1) {
                 if let Some(id) = self.mobilise(&p.config, kind, addr, ids.len(), now) {
                     ids.push(id);
                 }
@@ -443,11 +578,6 @@ impl SyncLoop {
                     ..p
                 });
             } else {
-                if p.config.kind == SourceKind::Pool {
-                    self.pool_configs
-                        .retain(|c| source_key(c) != source_key(&p.config));
-                    self.pool_configs.push(p.config.clone());
-                }
                 self.configured.insert(source_key(&p.config), ids);
             }
         }
@@ -493,44 +623,67 @@ impl SyncLoop {
             return;
         }
         self.next_pool_check = now + POOL_CHECK_INTERVAL;
-        let pools: Vec<SourceConfig> = self.pool_configs.clone();
-        for config in pools {
-            let key = source_key(&config);
-            let Some(ids) = self.configured.get(&key).cloned() else {
-                continue;
-            };
-            let mut kept = Vec::new();
-            for id in ids {
-                let dead = self
-                    .core
-                    .associations()
-                    .iter()
-                    .find(|a| a.id == id)
-                    .is_none_or(|a| a.source.unreach() >= POOL_UNREACH_LIMIT);
-                if dead {
-                    tracing::info!("pool {}: dropping unreachable member {id}", config.address);
-                    self.core.remove(id);
-                } else {
-                    kept.push(id);
-                }
-            }
+        let pools: Vec<(String, SourceConfig)> = self
+            .pools
+            .iter()
+            .map(|(k, (c, _))| (k.clone(), c.clone()))
+            .collect();
+        for (key, config) in pools {
+            self.review_pool(&key, &config, now);
+        }
+    }
+
+    /// Review the pool of `config` (created on first use) with the system resolver, and
+    /// do the IO side of what changed.
+    fn review_pool(&mut self, key: &str, config: &SourceConfig, now: f64) {
+        let (_, pool) = self.pools.entry(key.to_string()).or_insert_with(|| {
+            let pool = Pool::new(
+                &config.address,
+                service_port(config),
+                source_options(config),
+            );
+            (config.clone(), pool)
+        });
+        let mut dns = system_resolver(config.family);
+        let review = pool.review(&mut self.core, &mut dns, self.maxclock, now);
+        let members = pool.members();
+        self.pool_reviewed(config, &review, now);
+        self.configured.insert(key.to_string(), members);
+    }
+
+    fn pool_reviewed(&mut self, config: &SourceConfig, review: &PoolReview, now: f64) {
+        if let Some(e) = &review.resolve_error {
+            tracing::warn!("pool {}: cannot resolve: {e}", config.address);
+        }
+        for (id, addr) in &review.removed {
+            tracing::info!(
+                "pool {}: dropping unreachable member {id} ({addr})",
+                config.address
+            );
+        }
+        if !review.removed.is_empty() {
             self.key_exchanges.retain(&self.core);
-            if kept.len() < self.maxclock {
-                let port = config.port.unwrap_or(123);
-                let in_use: Vec<SocketAddr> =
-                    self.core.associations().iter().map(|a| a.addr).collect();
-                let fresh: Vec<SocketAddr> = (config.address.as_str(), port)
-                    .to_socket_addrs()
-                    .map(|a| a.filter(|a| !in_use.contains(a)).collect())
-                    .unwrap_or_default();
-                for addr in fresh.into_iter().take(self.maxclock - kept.len()) {
-                    let nth = kept.len();
-                    if let Some(id) = self.mobilise(&config, AssocKind::Pool, addr, nth, now) {
-                        kept.push(id);
-                    }
-                }
+        }
+        for &(id, addr) in &review.added {
+            // The socket opens lazily at the first send too; opening it now reports a
+            // failure next to the association it concerns.
+            self.socket_for(addr);
+            tracing::info!(
+                "association {id}: pool {} ({addr}){}",
+                config.address,
+                if config.nts { " with NTS" } else { "" }
+            );
+            if config.nts {
+                let target = nts_client::NtsTarget {
+                    name: config.address.clone(),
+                    ke_addr: addr,
+                    trust: meridian_nts::TrustAnchors::from_options(
+                        config.ca.as_deref(),
+                        config.noval,
+                    ),
+                };
+                self.key_exchanges.add(id, target, now);
             }
-            self.configured.insert(key, kept);
         }
     }
 
@@ -543,6 +696,7 @@ impl SyncLoop {
         }
         self.key_exchanges.drive(&mut self.core, now);
         self.maintain_pools(now);
+        self.prune_peer_sockets();
         for id in self.core.due(now) {
             let t1 = match self.clock.now() {
                 Ok(t) => t,
@@ -562,10 +716,14 @@ impl SyncLoop {
             ) else {
                 continue;
             };
-            if let Some(socket) = self.socket_for(addr) {
-                if let Err(e) = socket.send_to(&bytes[..len], addr) {
-                    tracing::debug!("send to {addr} failed: {e}");
-                }
+            let sent = match self.peer_socket_for(id, addr) {
+                Some(socket) => Some(socket.send(&bytes[..len]).map(|_| ())),
+                None => self
+                    .socket_for(addr)
+                    .map(|socket| socket.send_to(&bytes[..len], addr).map(|_| ())),
+            };
+            if let Some(Err(e)) = sent {
+                tracing::debug!("send to {addr} failed: {e}");
             }
         }
         let mut wait = self.core.next_wakeup().map_or(max_wait, |at| {
@@ -610,6 +768,10 @@ impl SyncLoop {
         let t4 = self.clock.kernel_correction().apply(raw);
         let now = self.now();
         let utc = unix_seconds(t4);
+        if r.via_peer_socket && r.data.first().is_some_and(|b| b & 7 == 3) {
+            self.answer_peer_client(&r, t4);
+            return LoopEvent::Idle;
+        }
         let receipt = match self.core.receive_datagram(r.from, &r.data, t4, now, utc) {
             Ok(receipt) => receipt,
             Err(why) => {
@@ -655,6 +817,28 @@ impl SyncLoop {
                 offset,
             },
             (None, None) => LoopEvent::Idle,
+        }
+    }
+
+    /// A peer polled us as a client on the port of our symmetric packets (its `peer` is
+    /// a `server`, as in NTPsec): the server never sees such a request, so answer it here.
+    fn answer_peer_client(&mut self, r: &Received, t2: NtpTimestamp) {
+        let Ok(t3) = self.clock.now() else { return };
+        let mut out = [0u8; MAX_REQUEST_LEN];
+        let Some(len) = self
+            .core
+            .answer_peer_client(r.from, &r.data, t2, t3, &mut out)
+        else {
+            return;
+        };
+        let socket = self
+            .peer_sockets
+            .values()
+            .flatten()
+            .find(|p| p.addr == r.from)
+            .map(|p| &p.socket);
+        if let Some(Err(e)) = socket.map(|s| s.send(&out[..len])) {
+            tracing::debug!("answer to {}: {e}", r.from);
         }
     }
 
@@ -761,6 +945,31 @@ impl SyncLoop {
                 self.write_drift(path);
             }
         }
+    }
+}
+
+/// The port a source's name resolves with: for an NTS source `port` is the NTS-KE port
+/// (the NTP port comes from the key exchange).
+fn service_port(s: &SourceConfig) -> u16 {
+    s.port.unwrap_or(if s.nts {
+        meridian_nts::NTS_KE_PORT
+    } else {
+        123
+    })
+}
+
+/// The system resolver, keeping only addresses of `family` when one is configured.
+fn system_resolver(
+    family: Option<meridian_conf::AddrFamily>,
+) -> impl FnMut(&str, u16) -> Result<Vec<SocketAddr>, String> {
+    move |name, port| {
+        (name, port)
+            .to_socket_addrs()
+            .map(|a| {
+                a.filter(|a| family.is_none_or(|f| f.matches(a.ip())))
+                    .collect()
+            })
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -61,12 +61,31 @@ impl Default for KeyExchanges {
 fn exchange(target: &NtsTarget) -> Result<(NtsClientState, SocketAddr), String> {
     let state = key_exchange(&target.name, target.ke_addr, &target.trust, KE_TIMEOUT)
         .map_err(|e| e.to_string())?;
-    let ntp_addr = (state.server.as_str(), state.port)
+    let ntp_addr = ntp_address(target, &state)?;
+    Ok((state, ntp_addr))
+}
+
+/// Where the NTP packets of an association go after its key exchange: the port the
+/// NTS-KE server named (else 123) on the host it named. Without a Server Negotiation
+/// record (which the key exchange reports as our own name for the host), that is the
+/// NTS-KE server's own address (RFC 8915 §4.1.7): resolving the name again could give
+/// another of its addresses, i.e. another host of a round-robin name, which cannot open
+/// the cookies this one issued. A named host is resolved, preferring the KE address's
+/// family.
+fn ntp_address(target: &NtsTarget, state: &NtsClientState) -> Result<SocketAddr, String> {
+    if state.server == target.name {
+        return Ok(SocketAddr::new(target.ke_addr.ip(), state.port));
+    }
+    let addrs: Vec<SocketAddr> = (state.server.as_str(), state.port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve NTP server {}: {e}", state.server))?
+        .collect();
+    addrs
+        .iter()
         .find(|a| a.is_ipv4() == target.ke_addr.is_ipv4())
-        .ok_or_else(|| format!("no address for NTP server {}", state.server))?;
-    Ok((state, ntp_addr))
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("no address for NTP server {}", state.server))
 }
 
 impl KeyExchanges {
@@ -139,5 +158,45 @@ impl KeyExchanges {
                 t.in_flight = false;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meridian_nts::AeadKey;
+
+    fn target(ke_addr: &str) -> NtsTarget {
+        NtsTarget {
+            name: "ntp.example".into(),
+            ke_addr: ke_addr.parse().unwrap(),
+            trust: TrustAnchors::NoVerification,
+        }
+    }
+
+    fn state(server: &str, port: u16) -> NtsClientState {
+        let key = AeadKey::from_bytes([7; 32]);
+        NtsClientState::new(key.clone(), key, vec![vec![1; 100]], server.into(), port)
+    }
+
+    #[test]
+    fn without_a_server_record_ntp_goes_to_the_ke_servers_address() {
+        // The name is not resolvable here: it must not be looked up at all.
+        let t = target("192.0.2.7:4460");
+        let addr = ntp_address(&t, &state("ntp.example", 123)).unwrap();
+        assert_eq!(addr, "192.0.2.7:123".parse().unwrap());
+        let t = target("[2001:db8::7]:4460");
+        let addr = ntp_address(&t, &state("ntp.example", 10123)).unwrap();
+        assert_eq!(addr, "[2001:db8::7]:10123".parse().unwrap());
+    }
+
+    #[test]
+    fn a_named_server_is_resolved_in_either_family() {
+        let t = target("[::1]:4460");
+        let addr = ntp_address(&t, &state("127.0.0.2", 10123)).unwrap();
+        assert_eq!(addr, "127.0.0.2:10123".parse().unwrap());
+        let t = target("127.0.0.1:4460");
+        let addr = ntp_address(&t, &state("::1", 123)).unwrap();
+        assert_eq!(addr, "[::1]:123".parse().unwrap());
     }
 }
