@@ -2,8 +2,7 @@
 //!
 //! `cargo bench -p meridian-bench --bench hotpath` prints nanoseconds per operation (the
 //! best of several rounds, so other load on the machine inflates it least) for:
-//! the whole `respond()` decision with 64 and 100 000 clients, the client table alone,
-//! its `HashMap` index with the standard SipHash versus a multiplicative hash, the
+//! the whole `respond()` decision with 64 and 100 000 clients, the client table alone, the
 //! restrict lookup, the clock read the worker does per packet without a kernel stamp,
 //! the per-batch `ArcSwap` load and the transmit-timestamp randomisation; and for NTS, the
 //! whole sealed answer, `NtsServer::process_request` and its pieces (cookie open and seal,
@@ -13,8 +12,6 @@
 //! No dependencies beyond the workspace: a criterion-free loop with `black_box`.
 #![warn(missing_docs)]
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
@@ -68,37 +65,6 @@ fn table(conf: &str) -> RestrictTable {
 
 fn client(i: u64) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i as u32)))
-}
-
-/// A multiplicative hasher with a folded-multiply finish (the shape of foldhash or
-/// rustc-hash 2), to compare against the default SipHash. Without the final fold, the
-/// low bits that pick a bucket would depend only on the low bits of the input, and
-/// consecutive IPv4 addresses (whose low 16 bits, `10.0`, are equal) would all collide.
-#[derive(Default)]
-struct MulHasher(u64);
-
-impl Hasher for MulHasher {
-    fn finish(&self) -> u64 {
-        let m = u128::from(self.0) * 0x9e37_79b9_7f4a_7c15u128;
-        (m as u64) ^ ((m >> 64) as u64)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.0 = (self.0.rotate_left(5) ^ u64::from(v)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_u8(&mut self, v: u8) {
-        self.0 = (self.0.rotate_left(5) ^ u64::from(v)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_usize(&mut self, v: usize) {
-        self.0 = (self.0.rotate_left(5) ^ v as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
 }
 
 fn request(transmit: u64) -> [u8; 48] {
@@ -164,29 +130,6 @@ fn main() {
             2_000_000,
             |i| {
                 black_box(ct.observe(client(i % clients), 123, i as f64 * 1e-5, 0x23));
-            },
-        );
-    }
-    for clients in [64u64, 100_000] {
-        let mut sip: HashMap<IpAddr, u32> = HashMap::with_capacity(clients as usize);
-        let mut mul: HashMap<IpAddr, u32, BuildHasherDefault<MulHasher>> =
-            HashMap::with_capacity_and_hasher(clients as usize, Default::default());
-        for i in 0..clients {
-            sip.insert(client(i), i as u32);
-            mul.insert(client(i), i as u32);
-        }
-        bench(
-            &format!("HashMap<IpAddr,u32>::get, SipHash-1-3, {clients} keys"),
-            2_000_000,
-            |i| {
-                black_box(sip.get(&client(i % clients)));
-            },
-        );
-        bench(
-            &format!("HashMap<IpAddr,u32>::get, folded multiply, {clients} keys"),
-            2_000_000,
-            |i| {
-                black_box(mul.get(&client(i % clients)));
             },
         );
     }
