@@ -111,6 +111,9 @@ fn two_meridian_peers_talk_symmetric_mode_port_to_port() {
     // A hears B's own mode 1 packets, but B follows A: never a source for A.
     let row = wait_reached(lan.client(2), "10.123.0.3");
     assert_ne!(row.tally, '*', "A must not follow B: {row:?}");
+    assert_eq!(row.kind, "s", "a peer line is symmetric in ntpq: {row:?}");
+    let server_row = peer_row(lan.client(2), "10.123.0.1").expect("A's server row");
+    assert_eq!(server_row.kind, "u", "{server_row:?}");
     wait_synced(lan.client(2), 4, lan_ip(1), "A, still from its server");
     for (m, name) in [(&a, "A"), (&b, "B")] {
         let lines = log_lines_with(&m.daemon, "symmetric mode from port 123");

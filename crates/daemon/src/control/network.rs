@@ -88,6 +88,7 @@ pub fn association_variables(a: &Association, status: SelectStatus) -> PeerVaria
     let info = s.info();
     let out = s.filter_output();
     let reach = s.reach();
+    let symmetric = s.options().symmetric;
     let select = peer_select(status);
     let filter = s
         .filter()
@@ -130,8 +131,9 @@ pub fn association_variables(a: &Association, status: SelectStatus) -> PeerVaria
         rec: s.last_sample().map_or(NtpTimestamp::ZERO, |x| x.t4),
         reach,
         unreach: s.unreach(),
-        hmode: 3,
-        pmode: 4,
+        // ntpq's type column reads these: `s` for a `peer` line, `u` for the rest.
+        hmode: if symmetric { 1 } else { 3 },
+        pmode: if symmetric { 2 } else { 4 },
         hpoll: s.poll_log2(),
         ppoll: info.map_or(s.poll_log2(), |i| i.poll),
         headway: 0,
