@@ -119,14 +119,30 @@ fn two_meridian_peers_talk_symmetric_mode_port_to_port() {
         let lines = log_lines_with(&m.daemon, "symmetric mode from port 123");
         assert_eq!(lines.len(), 1, "{name}: {}", m.daemon.logs());
     }
-    // A's packets went to B's association, port 123 to port 123: B's server never
-    // saw them (it would have answered them statelessly and listed A in its MRU list).
-    let o = meridian_ntpq(lan.client(3), &["-n", "-c", "mrulist"]);
+    // A's packets go to B's association, port 123 to port 123: B's server does not see
+    // them (it would answer them statelessly and count A in its MRU list). Only while B
+    // starts, before its peer socket is open, may one of A's first packets reach the
+    // server; so the count must not grow over a whole poll interval (16 s) from now.
+    let before = mru_count(lan.client(3), "10.123.0.2");
+    std::thread::sleep(Duration::from_secs(20));
+    let after = mru_count(lan.client(3), "10.123.0.2");
+    assert_eq!(before, after, "A's packets keep reaching B's server");
+}
+
+/// How many requests from `remote` the server in `ns` has counted (its `mrulist`).
+fn mru_count(ns: &Netns, remote: &str) -> u64 {
+    let o = meridian_ntpq(ns, &["-n", "-c", "mrulist"]);
     let mru = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        !mru.lines().any(|l| l.ends_with(" 10.123.0.2")),
-        "A's packets reached B's server:\n{mru}"
-    );
+    mru.lines()
+        .filter(|l| l.ends_with(&format!(" {remote}")))
+        .map(|l| {
+            // lstint avgint rstr r m v count rport remote
+            let count = l.split_whitespace().nth(6);
+            count
+                .and_then(|c| c.parse::<u64>().ok())
+                .expect("mrulist count column")
+        })
+        .sum()
 }
 
 /// `chronyd -x` in `ns` whose sources are its `peer` lines, with `local stratum 10`
