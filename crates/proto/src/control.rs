@@ -627,6 +627,20 @@ impl PeerSelect {
         [' ', 'x', '.', '-', '+', '#', '*', 'o'][self as usize]
     }
 
+    /// The state in snake case, for metric labels and JSON (`sys_peer`, `falseticker`…).
+    pub fn snake_name(self) -> &'static str {
+        [
+            "reject",
+            "falseticker",
+            "excess",
+            "outlier",
+            "candidate",
+            "backup",
+            "sys_peer",
+            "pps_peer",
+        ][self as usize]
+    }
+
     /// ntpq's `associations` condition column.
     pub fn condition(self) -> &'static str {
         [
@@ -876,9 +890,34 @@ pub fn parse_timestamp(text: &str) -> Option<u64> {
     Some((u64::from(hi) << 32) | u64::from(lo))
 }
 
+/// The `(association id, status word)` pairs of a READSTAT answer for association 0,
+/// in id order (ntpq lists them so, whatever order the server sends).
+pub fn association_list(data: &[u8]) -> Vec<(u16, u16)> {
+    let mut list: Vec<(u16, u16)> = data
+        .chunks_exact(4)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u16::from_be_bytes([c[2], c[3]]),
+            )
+        })
+        .collect();
+    list.sort_unstable();
+    list
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn association_list_is_in_id_order() {
+        // Two entries out of order, then a truncated third that must be ignored.
+        let data = [0, 9, 0x96, 0x3a, 0, 2, 0x90, 0x14, 0, 5];
+        assert_eq!(association_list(&data), vec![(2, 0x9014), (9, 0x963a)]);
+        assert_eq!(PeerSelect::from_code(6).snake_name(), "sys_peer");
+        assert_eq!(PeerSelect::from_code(1).snake_name(), "falseticker");
+    }
 
     fn request_bytes(first: u8, second: u8, count: u16, data: &[u8], total: usize) -> Vec<u8> {
         let mut v = vec![0u8; total];

@@ -31,7 +31,9 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use meridian_auth::{parse_keys, KeyFile, KeyStore, KeyType};
-use meridian_proto::control::{opcode, parse_timestamp, PeerStatus, SystemStatus, VarList};
+use meridian_proto::control::{
+    association_list, opcode, parse_timestamp, PeerStatus, SystemStatus, VarList,
+};
 
 use crate::mode6_client::{Mode6Client, Mode6Error, Mode6Response, SigningKey};
 
@@ -528,19 +530,7 @@ impl Session {
 
     fn association_list(&mut self) -> Result<Vec<(u16, u16)>, String> {
         let r = self.query(opcode::READSTAT, 0, "")?;
-        let mut list: Vec<(u16, u16)> = r
-            .data
-            .chunks_exact(4)
-            .map(|c| {
-                (
-                    u16::from_be_bytes([c[0], c[1]]),
-                    u16::from_be_bytes([c[2], c[3]]),
-                )
-            })
-            .collect();
-        // ntpq lists associations in id order, whatever order the server sends.
-        list.sort_unstable();
-        Ok(list)
+        Ok(association_list(&r.data))
     }
 
     fn peers(&mut self) -> Result<String, String> {

@@ -33,7 +33,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use meridian_proto::control::{
-    opcode, parse_timestamp, PeerSelect, PeerStatus, SystemStatus, VarList,
+    association_list, opcode, parse_timestamp, PeerSelect, PeerStatus, SystemStatus, VarList,
 };
 
 use crate::mode6_client::Mode6Client;
@@ -294,17 +294,7 @@ pub fn fetch(server: SocketAddr) -> Result<Status, String> {
     let list = c
         .request(opcode::READSTAT, 0, b"")
         .map_err(|e| e.to_string())?;
-    let mut assocs: Vec<(u16, u16)> = list
-        .data
-        .chunks_exact(4)
-        .map(|c| {
-            (
-                u16::from_be_bytes([c[0], c[1]]),
-                u16::from_be_bytes([c[2], c[3]]),
-            )
-        })
-        .collect();
-    assocs.sort_unstable();
+    let assocs = association_list(&list.data);
     let mut sources = Vec::new();
     for (assoc, status) in assocs {
         let r = c
@@ -563,19 +553,6 @@ impl Obj {
     }
 }
 
-fn selection_name(s: PeerSelect) -> &'static str {
-    match s {
-        PeerSelect::Reject => "reject",
-        PeerSelect::Falsetick => "falseticker",
-        PeerSelect::Excess => "excess",
-        PeerSelect::Outlier => "outlier",
-        PeerSelect::Candidate => "candidate",
-        PeerSelect::Backup => "backup",
-        PeerSelect::SysPeer => "sys_peer",
-        PeerSelect::PpsPeer => "pps_peer",
-    }
-}
-
 /// The `--json` report: seconds, ppm, Unix times.
 pub fn format_json(s: &Status, server: SocketAddr) -> String {
     let sys = &s.system;
@@ -615,7 +592,7 @@ pub fn format_json(s: &Status, server: SocketAddr) -> String {
                 .num("port", f64::from(p.port))
                 .bool("refclock", p.refclock)
                 .str("state", &source_state(p))
-                .str("selection", selection_name(p.select))
+                .str("selection", p.select.snake_name())
                 .bool("system_peer", p.assoc == sys.peer && sys.peer != 0)
                 .num("stratum", f64::from(p.stratum))
                 .str("refid", &p.refid)

@@ -27,7 +27,7 @@ use std::fmt::Write as _;
 use crate::control::vars::{refid_is_text, refid_text};
 use crate::control::{ControlSnapshot, PeerVariables as P};
 
-use super::{is_synchronised, selection_name, source_key, source_name, ServerStats, SELECTIONS};
+use super::{is_synchronised, source_key, source_name, ServerStats, SELECTIONS};
 
 /// The exposition format's content type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -358,7 +358,7 @@ pub fn render(snapshot: &ControlSnapshot, stats: &ServerStats, started: f64) -> 
                 &[
                     ("source", key),
                     ("name", host),
-                    ("selection", selection_name(s)),
+                    ("selection", s.snake_name()),
                 ],
                 bool_value(p.status.select == s),
             );

@@ -30,7 +30,7 @@ use crate::control::ControlSnapshot;
 
 use super::exposition::unix_seconds;
 use super::history::History;
-use super::{is_synchronised, selection_name, source_key, source_name, ServerStats};
+use super::{is_synchronised, source_key, source_name, ServerStats};
 
 /// The content type of both endpoints.
 pub const CONTENT_TYPE: &str = "application/json";
@@ -149,7 +149,7 @@ pub fn status(snapshot: &ControlSnapshot, stats: &ServerStats, now: f64, started
         s.str("address", &p.srcadr.to_string());
         s.num("port", f64::from(p.srcport));
         s.bool("refclock", p.is_refclock());
-        s.str("selection", selection_name(p.status.select));
+        s.str("selection", p.status.select.snake_name());
         s.str("tally", &p.status.select.tally().to_string());
         s.num("stratum", f64::from(p.stratum));
         s.str(

@@ -276,20 +276,6 @@ pub fn source_name(p: &PeerVariables) -> String {
     p.srchost.clone().unwrap_or_else(|| p.srcadr.to_string())
 }
 
-/// A selection state in snake case, for labels and JSON.
-pub fn selection_name(s: PeerSelect) -> &'static str {
-    match s {
-        PeerSelect::Reject => "reject",
-        PeerSelect::Falsetick => "falseticker",
-        PeerSelect::Excess => "excess",
-        PeerSelect::Outlier => "outlier",
-        PeerSelect::Candidate => "candidate",
-        PeerSelect::Backup => "backup",
-        PeerSelect::SysPeer => "sys_peer",
-        PeerSelect::PpsPeer => "pps_peer",
-    }
-}
-
 /// Every selection state, in code order.
 pub const SELECTIONS: [PeerSelect; 8] = [
     PeerSelect::Reject,
