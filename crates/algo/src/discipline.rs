@@ -163,6 +163,10 @@ pub struct Discipline {
     corrected: (f64, f64),
 }
 
+/// Start-up polls go on until the phase error is within this many times the
+/// steady-state error at minpoll.
+const SETTLED: f64 = 2.0;
+
 /// Delay bounds kept, one per update: 32 polls.
 const BOUNDS: usize = 32;
 
@@ -426,21 +430,47 @@ impl Discipline {
         }
     }
 
+    /// Predicted steady-state RMS error when polling every 2^`poll` s, from the
+    /// information the samples have carried so far.
+    fn steady_state_rms(&self, poll: i8) -> f64 {
+        let r_eff = 1.0 / self.mean_info.max(1e-300);
+        steady_state_rms(2f64.powi(poll.into()), r_eff, self.q())
+    }
+
+    /// Whether the estimate has converged: enough updates, and its phase error
+    /// within a few times what polling at minpoll would hold in the steady state.
+    fn converged(&self) -> bool {
+        self.converged_within(3.0)
+    }
+
+    /// Enough updates, and the phase error below `factor` times the
+    /// steady-state error at minpoll.
+    fn converged_within(&self, factor: f64) -> bool {
+        let Some(est) = self.est.as_ref().map(|b| *b.best()) else {
+            return false;
+        };
+        let base = self.steady_state_rms(self.cfg.minpoll.min(self.cfg.maxpoll));
+        self.updates >= 8 && est.p[0][0].sqrt() < factor * base.max(self.cfg.precision)
+    }
+
+    /// Tracking but not yet converged: more samples now would pin the clock
+    /// sooner than waiting for minpoll (sources with `iburst` then send start-up
+    /// polls).
+    pub fn settling(&self) -> bool {
+        self.state == State::Tracking && self.est.is_some() && !self.converged_within(SETTLED)
+    }
+
     /// Move the poll one step toward the longest interval whose predicted
     /// error is acceptable; stay at minpoll until the estimate converged.
     fn adapt_poll(&mut self) {
         let (lo, hi) = (self.cfg.minpoll.min(self.cfg.maxpoll), self.cfg.maxpoll);
-        let Some(est) = self.est.as_ref().map(|b| *b.best()) else {
+        if self.est.is_none() {
             return;
-        };
-        let r_eff = 1.0 / self.mean_info.max(1e-300);
-        let q = self.q();
-        let rms = |p: i8| steady_state_rms(2f64.powi(p.into()), r_eff, q);
+        }
+        let rms = |p: i8| self.steady_state_rms(p);
         let base = rms(lo);
-        let converged =
-            self.updates >= 8 && est.p[0][0].sqrt() < 3.0 * base.max(self.cfg.precision);
         let mut target = lo;
-        if converged {
+        if self.converged() {
             let limit = (base * (1.0 + self.cfg.poll_tolerance)).max(self.cfg.poll_accuracy_floor);
             for p in lo + 1..=hi {
                 if rms(p) <= limit {

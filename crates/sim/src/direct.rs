@@ -17,6 +17,8 @@ use meridian_algo::{
     Sample, SelectStatus,
 };
 
+use meridian_sync::poll::PollState;
+
 use crate::clock::SimClock;
 use crate::driver::{RunLog, SimConfig, SimSource};
 use crate::metrics::Recorder;
@@ -30,6 +32,10 @@ pub trait DisciplineAlgorithm {
     fn update(&mut self, now: f64, offset: f64, delay: f64, dispersion: f64) -> ClockCommand;
     /// Poll exponent to use.
     fn poll_log2(&self) -> i8;
+    /// Whether the estimate is still settling (start-up polls after iburst).
+    fn settling(&self) -> bool {
+        false
+    }
     /// The clock was stepped by someone else (leap second).
     fn clock_stepped(&mut self, amount: f64);
     /// The system peer changed.
@@ -42,6 +48,9 @@ impl DisciplineAlgorithm for Discipline {
     }
     fn poll_log2(&self) -> i8 {
         self.poll_interval_log2()
+    }
+    fn settling(&self) -> bool {
+        Discipline::settling(self)
     }
     fn clock_stepped(&mut self, amount: f64) {
         Discipline::clock_stepped(self, amount)
@@ -57,8 +66,8 @@ struct DirectSource {
     link: SimSource,
     filter: ClockFilter,
     reach: u8,
-    next_poll: f64,
-    bursts_left: u32,
+    /// The schedule the daemon's associations keep (bursts, start-up polls).
+    poll: PollState,
 }
 
 struct Arrival {
@@ -109,17 +118,19 @@ impl<D: DisciplineAlgorithm> DirectSimulation<D> {
         let mut clock = clock;
         initial.apply(&mut clock);
         let (wander_rng, net_rng) = crate::driver::random_streams(config.seed);
+        let (minpoll, maxpoll) = (config.discipline.minpoll, config.discipline.maxpoll);
         let sources = sources
             .into_iter()
-            .map(|link| DirectSource {
+            .enumerate()
+            .map(|(i, link)| DirectSource {
                 link,
                 filter: ClockFilter::new(2f64.powi(-20)),
                 reach: 0,
-                next_poll: 0.0,
-                bursts_left: 0,
+                // Staggered a little, as a real daemon's are.
+                poll: PollState::new(minpoll, maxpoll, i as f64 * 0.1, config.iburst),
             })
             .collect();
-        let mut sim = Self {
+        Self {
             clock,
             discipline,
             sources,
@@ -133,14 +144,7 @@ impl<D: DisciplineAlgorithm> DirectSimulation<D> {
             peer: None,
             arrivals: Vec::new(),
             now: 0.0,
-        };
-        let burst = if sim.config.iburst { 7 } else { 0 };
-        for (i, s) in sim.sources.iter_mut().enumerate() {
-            // Stagger sources a little, as a real daemon would.
-            s.next_poll = i as f64 * 0.1;
-            s.bursts_left = burst;
         }
-        sim
     }
 
     /// Run to `config.duration`.
@@ -151,7 +155,7 @@ impl<D: DisciplineAlgorithm> DirectSimulation<D> {
                 .sources
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (s.next_poll, i))
+                .map(|(i, s)| (s.poll.next_at(), i))
                 .min_by(|a, b| a.0.total_cmp(&b.0));
             let arrival = self
                 .arrivals
@@ -207,21 +211,13 @@ impl<D: DisciplineAlgorithm> DirectSimulation<D> {
         self.clock.wander(1.0, &mut self.wander_rng);
     }
 
-    fn poll_interval(&self) -> f64 {
-        2f64.powi(self.discipline.poll_log2().into())
-    }
-
     fn poll(&mut self, i: usize) {
         let t = self.now;
-        let interval = self.poll_interval();
+        let iburst = self.config.iburst;
         let src = &mut self.sources[i];
-        if src.bursts_left > 0 {
-            src.bursts_left -= 1;
-            src.next_poll = t + 2.0;
-        } else {
-            src.next_poll = t + interval;
+        if src.poll.on_transmit(t, src.reach == 0, iburst, false) {
+            src.reach <<= 1;
         }
-        src.reach <<= 1;
         let t1 = self.clock.read(t);
         let server = &src.link.server;
         match src.link.network.exchange(t, &mut self.net_rng) {
@@ -253,8 +249,7 @@ impl<D: DisciplineAlgorithm> DirectSimulation<D> {
         let src = &mut self.sources[a.source];
         let dispersion = src.link.server.precision + prec + meridian_algo::filter::PHI * delay;
         src.reach |= 1;
-        let interval = self.poll_interval();
-        let src = &mut self.sources[a.source];
+        let interval = 2f64.powi(src.poll.hpoll().into());
         src.filter.push(
             Sample {
                 offset,
@@ -275,6 +270,11 @@ impl<D: DisciplineAlgorithm> DirectSimulation<D> {
         self.log.updates += 1;
         self.log.polls.push(self.discipline.poll_log2());
         cmd.apply(&mut self.clock);
+        let (poll, settling) = (self.discipline.poll_log2(), self.discipline.settling());
+        for s in &mut self.sources {
+            s.poll.follow_system(poll, self.now);
+            s.poll.follow_settling(settling, self.now);
+        }
         if let Some(s) = cmd.step {
             self.log.steps.push((self.now, s));
             // Stored offsets are meaningless after a step (ntpd clear_all).

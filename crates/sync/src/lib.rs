@@ -11,7 +11,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod poll;
+pub mod poll;
 pub mod pool;
 pub mod source;
 pub mod system;

@@ -24,7 +24,7 @@ use meridian_proto::{
 };
 
 use crate::poll;
-pub use crate::poll::{BURST_INTERVAL, BURST_LENGTH};
+pub use crate::poll::{BURST_INTERVAL, BURST_LENGTH, SETTLING_POLL, SETTLING_POLLS};
 
 /// Unanswered polls in a row after which the poll interval backs off (ntpd's NTP_UNREACH).
 pub const UNREACH_BACKOFF: u32 = 10;
@@ -143,7 +143,13 @@ impl Source {
     pub fn new(options: SourceOptions, local_precision: i8, first_poll_at: f64) -> Self {
         Source {
             options,
-            poll: poll::PollState::new(options.minpoll, options.maxpoll, first_poll_at),
+            poll: poll::PollState::new(
+                options.minpoll,
+                options.maxpoll,
+                first_poll_at,
+                // A symmetric peer's packets answer each other's: it keeps one rhythm.
+                options.iburst && !options.symmetric,
+            ),
             exchange: None,
             filter: ClockFilter::new(2f64.powi(local_precision.into())),
             reach: 0,
@@ -242,9 +248,12 @@ impl Source {
         }
     }
 
-    /// Follow the system poll interval chosen by the discipline, within minpoll..maxpoll.
-    pub fn set_system_poll(&mut self, poll_log2: i8, now: f64) {
+    /// Follow the system poll interval chosen by the discipline, within minpoll..maxpoll,
+    /// and whether its estimate is still settling (start-up polls, see
+    /// [`poll::PollState::follow_settling`]).
+    pub fn set_system_poll(&mut self, poll_log2: i8, settling: bool, now: f64) {
         self.poll.follow_system(poll_log2, now);
+        self.poll.follow_settling(settling, now);
     }
 
     /// Called when the request is due: returns the 48 bytes to send now. `t1` is the

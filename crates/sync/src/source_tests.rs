@@ -142,7 +142,7 @@ fn rate_kod_raises_poll_and_never_hammers() {
     );
     assert!(s.next_poll() >= 256.0, "next poll at {}", s.next_poll());
     // The discipline can't pull it back under the server's rate.
-    s.set_system_poll(4, 1.0);
+    s.set_system_poll(4, false, 1.0);
     assert!(s.poll_log2() >= 8);
 }
 

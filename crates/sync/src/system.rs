@@ -849,8 +849,9 @@ impl SyncCore {
             }
         }
         let poll = self.sys.poll;
+        let settling = self.discipline.settling();
         for a in &mut self.assocs {
-            a.source.set_system_poll(poll, now);
+            a.source.set_system_poll(poll, settling, now);
         }
         self.selection = Some(selection);
         Some(command)

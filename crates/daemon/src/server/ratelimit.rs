@@ -314,6 +314,26 @@ mod tests {
     }
 
     #[test]
+    fn an_iburst_client_settling_on_a_noisy_path_is_never_limited() {
+        // The client's own schedule: the train, then every start-up poll it may send
+        // (it stays settling throughout), then minpoll. ntpd's default `discard`
+        // (average 8 s, minimum 2 s) must serve all of it, as ours does.
+        use meridian_sync::poll::{PollState, SETTLING_POLLS};
+        let mut poll = PollState::new(6, 10, 0.0, true);
+        let mut t = ClientTable::new(16, RateLimits::default());
+        let mut times = vec![];
+        for i in 0..8 + usize::from(SETTLING_POLLS) + 8 {
+            let now = poll.next_at();
+            poll.on_transmit(now, i == 0, true, false);
+            poll.follow_settling(true, now + 0.05);
+            times.push(now);
+            let v = t.observe(ip(1), 123, now + 0.01, 0x23);
+            assert!(!v.over_limit, "packet {i} at {now} s: {times:?}");
+        }
+        assert!(times.windows(2).any(|w| w[1] - w[0] == 8.0), "{times:?}");
+    }
+
+    #[test]
     fn burst_faster_than_minimum_is_limited_and_kod_is_rationed() {
         let mut t = ClientTable::new(16, RateLimits::default());
         let verdicts: Vec<Verdict> = (0..10)
