@@ -89,7 +89,7 @@ fn parse_server_line(line: &str) -> Option<ServerLine> {
     })
 }
 
-/// Shape of `%d %b %H:%M:%S` (C locale), e.g. `05 Nov 18:02:11`.
+/// Shape of classic ntpdate's `%2d %b %H:%M:%S` (C locale), e.g. ` 5 Nov 18:02:11`.
 fn is_syslog_stamp(s: &str) -> bool {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -97,7 +97,8 @@ fn is_syslog_stamp(s: &str) -> bool {
     let b = s.as_bytes();
     let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
     b.len() == 15
-        && digits(0..2)
+        && (b[0] == b' ' || b[0].is_ascii_digit())
+        && b[1].is_ascii_digit()
         && b[2] == b' '
         && MONTHS.contains(&&s[3..6])
         && b[6] == b' '
@@ -157,7 +158,8 @@ fn check_ntpdate_output(pid: u32, out: &Output, server: &str, started: i64) -> S
     );
     let ended = unix_now();
     let ok_stamps: Vec<String> = (started - 1..=ended + 1)
-        .map(|t| format_local_time(t, "%d %b %H:%M:%S"))
+        // Classic ntpdate's day is `%2d`: space-padded, " 7 Dec" (strftime's %e).
+        .map(|t| format_local_time(t, "%e %b %H:%M:%S"))
         .collect();
     assert!(
         ok_stamps.contains(&a.stamp),

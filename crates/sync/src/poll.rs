@@ -48,9 +48,10 @@ impl PollState {
     }
 
     /// Current log2 poll interval: the start-up interval while start-up polls go
-    /// out (it is what the requests announce and what `ntpq` shows).
+    /// out (it is what the requests announce and what `ntpq` shows), not during
+    /// the train before them.
     pub fn hpoll(&self) -> i8 {
-        if self.settling_now() {
+        if self.settling_now() && self.burst_left == 0 {
             self.hpoll.min(SETTLING_POLL)
         } else {
             self.hpoll
@@ -234,9 +235,11 @@ mod tests {
     fn an_unanswered_poll_sends_no_start_up_polls() {
         let mut p = PollState::new(6, 10, 0.0, true);
         p.follow_settling(true, 0.0);
-        // The train's packets go out 2 s apart whatever the settling state.
+        // The train's packets go out 2 s apart whatever the settling state, and
+        // announce minpoll.
         p.on_transmit(0.0, true, true, false);
         assert_eq!(p.next_at(), BURST_INTERVAL);
+        assert_eq!(p.hpoll(), 6);
         let last = train_rest(&mut p);
         assert_eq!(p.next_at(), last + 64.0, "unreachable: no start-up polls");
     }
