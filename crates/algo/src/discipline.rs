@@ -163,6 +163,9 @@ pub struct Discipline {
     corrected: (f64, f64),
 }
 
+/// The poll may grow once the phase error is within this many times the
+/// steady-state error at minpoll.
+const CONVERGED: f64 = 3.0;
 /// Start-up polls go on until the phase error is within this many times the
 /// steady-state error at minpoll.
 const SETTLED: f64 = 2.0;
@@ -437,12 +440,6 @@ impl Discipline {
         steady_state_rms(2f64.powi(poll.into()), r_eff, self.q())
     }
 
-    /// Whether the estimate has converged: enough updates, and its phase error
-    /// within a few times what polling at minpoll would hold in the steady state.
-    fn converged(&self) -> bool {
-        self.converged_within(3.0)
-    }
-
     /// Enough updates, and the phase error below `factor` times the
     /// steady-state error at minpoll.
     fn converged_within(&self, factor: f64) -> bool {
@@ -470,7 +467,7 @@ impl Discipline {
         let rms = |p: i8| self.steady_state_rms(p);
         let base = rms(lo);
         let mut target = lo;
-        if self.converged() {
+        if self.converged_within(CONVERGED) {
             let limit = (base * (1.0 + self.cfg.poll_tolerance)).max(self.cfg.poll_accuracy_floor);
             for p in lo + 1..=hi {
                 if rms(p) <= limit {
