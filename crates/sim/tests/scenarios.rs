@@ -204,7 +204,8 @@ fn updates_in_first(jitter: f64, secs: f64) -> usize {
 
 #[test]
 fn start_up_polls_go_only_to_paths_that_need_them() {
-    // Clean path: the iburst train converges the estimate; then minpoll (64 s).
+    // Clean path: the train and the few start-up polls that bring the estimate to
+    // eight samples, then minpoll (64 s).
     let clean = updates_in_first(10e-6, 600.0);
     assert!(clean <= 8 + 10, "{clean}");
     // Noisy path: polls every 8 s while settling, within the budget.

@@ -112,8 +112,8 @@ impl PollState {
             return;
         }
         if was {
-            // Converged: the poll already scheduled at the start-up interval waits
-            // for the normal one (a clean path's train sends nothing extra).
+            // Settled: a poll already scheduled at the start-up interval waits for
+            // the normal one.
             self.next_at = self.next_at.max(self.last_at + self.interval());
         } else {
             self.next_at = self.next_at.min((self.last_at + self.interval()).max(now));
