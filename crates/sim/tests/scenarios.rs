@@ -10,7 +10,7 @@ use meridian_sim::scenario::{
 };
 use meridian_sim::server::SimServer;
 use meridian_sim::server::Timescale;
-use meridian_sync::source::SETTLING_POLLS;
+use meridian_sync::poll::SETTLING_POLLS;
 
 const DAY: f64 = 86_400.0;
 

@@ -24,7 +24,7 @@ use meridian_proto::{
 };
 
 use crate::poll;
-pub use crate::poll::{BURST_INTERVAL, BURST_LENGTH, SETTLING_POLL, SETTLING_POLLS};
+pub use crate::poll::{BURST_INTERVAL, BURST_LENGTH};
 
 /// Unanswered polls in a row after which the poll interval backs off (ntpd's NTP_UNREACH).
 pub const UNREACH_BACKOFF: u32 = 10;
