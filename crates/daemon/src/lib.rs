@@ -45,8 +45,8 @@ use sync::{LoopEvent, SyncFlags, SyncLoop};
 /// only on loopback, queries refused.
 pub const EXAMPLE_CONFIG: &str = include_str!("example.conf");
 
-/// Bytes one remembered client costs (the whole entry: the table has no index), to turn
-/// `mru maxmem` into a number of clients.
+/// Bytes one entry of the client table costs (the whole entry: the table has no index),
+/// to turn `mru maxmem` into a number of entries (an IPv4 client takes one, IPv6 two).
 const CLIENT_ENTRY_BYTES: u32 = server::ratelimit::CLIENT_BYTES as u32;
 
 /// Run the daemon with these arguments (the first is the program name).

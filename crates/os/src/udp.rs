@@ -9,7 +9,7 @@
 //! the only one with `unsafe` code.
 
 use std::io;
-use std::mem::{size_of, zeroed};
+use std::mem::{size_of, size_of_val, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -44,6 +44,37 @@ pub fn enable_rx_metadata(
 /// dropped for lack of buffer space (`SO_RXQ_OVFL`), as [`Received::socket_drops`].
 pub fn enable_drop_counter(socket: &socket2::Socket) -> io::Result<()> {
     set_int_option(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
+}
+
+/// The socket's running count of datagrams dropped for lack of buffer space, read on
+/// demand (`SO_MEMINFO`). A server asks for it every few milliseconds instead of using
+/// [`enable_drop_counter`], which once any drop has happened makes the kernel attach the
+/// count to every datagram received: a second control message per request.
+pub fn socket_drops(socket: &impl AsRawFd) -> io::Result<u32> {
+    // The generic (x86, Arm, RISC-V) value; the libc crate exports it only for its
+    // newer UAPI layout. SK_MEMINFO_VARS is 9 words since Linux 4.x; a newer kernel may
+    // return more, which the length we pass cuts off.
+    const SO_MEMINFO: libc::c_int = 55;
+    const SK_MEMINFO_DROPS: usize = libc::SK_MEMINFO_DROPS as usize;
+    let mut info = [0u32; 16];
+    let mut len = size_of_val(&info) as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `info`, and updates `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if (len as usize) < (SK_MEMINFO_DROPS + 1) * size_of::<u32>() {
+        return Err(io::Error::from(io::ErrorKind::Unsupported));
+    }
+    Ok(info[SK_MEMINFO_DROPS])
 }
 
 /// Set the receive and send buffers to `bytes`, past `rmem_max`/`wmem_max` when the
@@ -629,6 +660,24 @@ mod tests {
             assert_eq!(&buf[..n], &[i, 1, 2, 9]);
             assert_eq!(from, server_addr);
         }
+    }
+
+    #[test]
+    fn socket_drops_counts_what_a_full_receive_buffer_refused() {
+        let server = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        server
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        // The smallest buffer the kernel grants holds a few datagrams; nobody reads.
+        server.set_recv_buffer_size(1).unwrap();
+        let addr = server.local_addr().unwrap().as_socket().unwrap();
+        assert_eq!(socket_drops(&server).unwrap(), 0);
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..200 {
+            client.send_to(&[0u8; 48], addr).unwrap();
+        }
+        let drops = socket_drops(&server).unwrap();
+        assert!(drops > 100 && drops < 200, "{drops} of 200 dropped");
     }
 
     #[test]

@@ -13,12 +13,14 @@
 //! its latest packet, which `ntpq -c mrulist` shows as `rport`.
 //!
 //! Memory is the constraint that shapes the layout: a public server sees hundreds of
-//! thousands of addresses, so an entry is [`CLIENT_BYTES`] bytes with nothing beside it
-//! (no index, no list links). The table is a set-associative cache, as chrony's client
+//! thousands of addresses, so an IPv4 client costs one entry of [`CLIENT_BYTES`] bytes
+//! with nothing beside it (no index, no list links) and an IPv6 client, whose address
+//! alone is 16 bytes, two adjacent entries. The table is a set-associative cache, as chrony's client
 //! log is: an address hashes (keyed with a random seed, since attackers choose source
 //! addresses) to two small sets of [`WAYS`] entries and lives in one of them; a new
-//! client takes a free entry in either set, or else evicts the least recently seen of
-//! both. So lookups and updates are O(1), the table holds exactly `mru maxdepth` entries
+//! client takes a free entry (an IPv6 client an aligned free pair) in either set, or else
+//! evicts the least recently seen of both. So lookups and updates are O(1), the table
+//! holds exactly `mru maxdepth` entries
 //! (with two choices a full table is nearly every entry in use, and a table no larger
 //! than one set is exactly least-recently-used), and once built it never allocates,
 //! keeping the serving hot path allocation-free. Its memory is asked for zeroed, so the
@@ -26,17 +28,19 @@
 //!
 //! Times are seconds on a monotonic scale passed in by the caller, kept in 1/16 s ticks.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Packets' worth of headway a client may bank before it is over its limit (ntpd's
 /// `NTP_SHIFT`, the clock filter's depth).
 pub const BURST: f64 = 8.0;
 
-/// Entries in one set: few, so a lookup touches at most two short runs of memory.
+/// Entries in one set: few, so a lookup touches at most two short runs of memory. Even,
+/// so that an IPv6 client's pair of entries never straddles two sets.
 pub const WAYS: usize = 4;
 
-/// Bytes one remembered client costs; `mru maxmem` is turned into entries with it.
-pub const CLIENT_BYTES: usize = std::mem::size_of::<Slot>();
+/// Bytes one entry costs (an IPv4 client; an IPv6 client takes two); `mru maxmem` is
+/// turned into entries with it.
+pub const CLIENT_BYTES: usize = WORDS * std::mem::size_of::<u32>();
 
 /// Ticks per second of the stored times: fine enough for the one-second grace of the
 /// rate limits, coarse enough that a `u32` lasts 8.5 years of uptime.
@@ -91,25 +95,102 @@ pub struct ClientEntry {
     pub mode_version: u8,
 }
 
-/// One entry as plain words, so that a table of them can be allocated zeroed (and its
-/// pages left untouched until used): see the `W_*` indices. A zero count marks it free.
-type Slot = [u32; 9];
-/// Words 0..4: the address, IPv4 as IPv4-mapped IPv6, big-endian words.
-const W_ADDR: usize = 0;
-/// First packet, ticks.
-const W_FIRST: usize = 4;
-/// Latest packet, ticks.
-const W_LAST: usize = 5;
-/// Packets seen, saturating; 0 for a free entry.
-const W_COUNT: usize = 6;
-/// Tick at which the leaky bucket will be empty (the banked headway is this minus now).
-const W_DRAINED: usize = 7;
-/// Source port in the low half, mode and version above it.
-const W_META: usize = 8;
+// The table is one array of `u32` words, allocated zeroed (so its pages stay untouched
+// until used), WORDS to an entry. The last word of every entry is its meta word: what
+// the entry holds in the top byte (zero: free), and for a client's first entry the
+// source port (low half) and mode and version (third byte) of its latest packet.
+//
+// An IPv4 client: address, first, last, count, drained, meta.
+// An IPv6 client, two entries: address (4 words), first, meta; last, count, drained,
+// two unused words, meta (marked as the tail of a pair).
+//
+// Times are ticks; "drained" is the tick at which the leaky bucket will be empty (the
+// banked headway is it minus now); the count saturates.
+const WORDS: usize = 6;
+const META: usize = WORDS - 1;
+const KIND_SHIFT: u32 = 24;
+const FREE: u32 = 0;
+const V4: u32 = 1;
+const V6: u32 = 2;
+const V6_TAIL: u32 = 3;
+
+/// Where a client's fields are, as word indices into the table.
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    first: usize,
+    last: usize,
+    count: usize,
+    drained: usize,
+    meta: usize,
+}
+
+impl Fields {
+    /// The fields of the client whose first entry is `slot`, of `kind` (V4 or V6).
+    fn of(slot: usize, kind: u32) -> Fields {
+        let w = slot * WORDS;
+        if kind == V4 {
+            Fields {
+                first: w + 1,
+                last: w + 2,
+                count: w + 3,
+                drained: w + 4,
+                meta: w + META,
+            }
+        } else {
+            Fields {
+                first: w + 4,
+                last: w + WORDS,
+                count: w + WORDS + 1,
+                drained: w + WORDS + 2,
+                meta: w + META,
+            }
+        }
+    }
+}
+
+/// A client's address as the table keys it: IPv4 (also when it came IPv4-mapped over an
+/// IPv6 socket) or IPv6, as big-endian words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    V4(u32),
+    V6([u32; 4]),
+}
+
+impl Key {
+    fn of(addr: IpAddr) -> Key {
+        let v6 = match addr {
+            IpAddr::V4(a) => return Key::V4(u32::from(a)),
+            IpAddr::V6(a) => a,
+        };
+        if let Some(v4) = v6.to_ipv4_mapped() {
+            return Key::V4(u32::from(v4));
+        }
+        let o = v6.octets();
+        Key::V6(std::array::from_fn(|i| {
+            u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+        }))
+    }
+
+    fn kind(&self) -> u32 {
+        match self {
+            Key::V4(_) => V4,
+            Key::V6(_) => V6,
+        }
+    }
+
+    /// Entries a client takes.
+    fn width(&self) -> usize {
+        match self {
+            Key::V4(_) => 1,
+            Key::V6(_) => 2,
+        }
+    }
+}
 
 /// A bounded table of recent clients; see the module comment.
 pub struct ClientTable {
-    slots: Vec<Slot>,
+    words: Vec<u32>,
+    entries: usize,
     sets: u64,
     len: usize,
     hasher: ahash::RandomState,
@@ -121,14 +202,16 @@ pub struct ClientTable {
 }
 
 impl ClientTable {
-    /// A table holding at most `capacity` clients (at least 1), allocated up front.
+    /// A table of `capacity` entries (at least 1), allocated up front. An IPv6 client
+    /// takes two, so a one-entry table remembers IPv4 clients only.
     pub fn new(capacity: usize, limits: RateLimits) -> Self {
         let capacity = capacity.max(1);
         let head = (1i64 << limits.average_log2.min(16)) * TICKS_PER_SECOND as i64;
         ClientTable {
             // Zeroed words: `vec!` asks the allocator for zeroed memory, which a large
             // table gets as fresh pages nobody has written.
-            slots: vec![[0u32; 9]; capacity],
+            words: vec![0u32; capacity * WORDS],
+            entries: capacity,
             sets: capacity.div_ceil(WAYS) as u64,
             len: 0,
             hasher: ahash::RandomState::new(),
@@ -157,41 +240,36 @@ impl ClientTable {
     /// Record a packet from `addr`, source port `port`, at time `now` and say whether it
     /// is over the limit.
     pub fn observe(&mut self, addr: IpAddr, port: u16, now: f64, mode_version: u8) -> Verdict {
-        let key = key(addr);
+        let key = Key::of(addr);
         let now = to_ticks(now);
-        let meta = u32::from(port) | u32::from(mode_version) << 16;
+        let meta = key.kind() << KIND_SHIFT | u32::from(mode_version) << 16 | u32::from(port);
         let (a, b) = self.sets_of(&key);
-        let Some(i) = self.find(a, &key).or_else(|| self.find(b, &key)) else {
-            let i = self.free_or_oldest(a, b);
-            let s = &mut self.slots[i];
-            if s[W_COUNT] == 0 {
-                self.len += 1;
+        let Some(slot) = self.find(a, &key).or_else(|| self.find(b, &key)) else {
+            // A client the table cannot hold (IPv6 in a one-entry table) is served
+            // unremembered, as if new each time.
+            if let Some(slot) = self.place(a, b, &key) {
+                self.insert(slot, &key, now, meta);
             }
-            s[W_ADDR..W_ADDR + 4].copy_from_slice(&key);
-            s[W_FIRST] = now;
-            s[W_LAST] = now;
-            s[W_COUNT] = 1;
-            s[W_DRAINED] = now;
-            s[W_META] = meta;
             return SERVED;
         };
+        let f = Fields::of(slot, key.kind());
         let (head, limit, minimum) = (self.head, self.limit, self.minimum);
-        let s = &mut self.slots[i];
-        let interval = i64::from(now.saturating_sub(s[W_LAST]));
-        s[W_LAST] = now;
-        s[W_COUNT] = s[W_COUNT].saturating_add(1);
-        s[W_META] = meta;
+        let w = &mut self.words;
+        let interval = i64::from(now.saturating_sub(w[f.last]));
+        w[f.last] = now;
+        w[f.count] = w[f.count].saturating_add(1);
+        w[f.meta] = meta;
         let now = i64::from(now);
-        let leak = (i64::from(s[W_DRAINED]) - now).max(0);
+        let leak = (i64::from(w[f.drained]) - now).max(0);
         let with_packet = leak + head;
         let one_second = TICKS_PER_SECOND as i64;
         // Grace of one second on the minimum spacing and two on the headway, as ntpd
         // gives, so a client polling exactly at the limits is not punished for jitter.
         if interval + one_second >= minimum && with_packet < limit {
-            s[W_DRAINED] = saturate(now + with_packet - 2 * one_second);
+            w[f.drained] = saturate(now + with_packet - 2 * one_second);
             SERVED
         } else if leak < limit {
-            s[W_DRAINED] = saturate(now + limit + head);
+            w[f.drained] = saturate(now + limit + head);
             Verdict {
                 over_limit: true,
                 kod_allowed: true,
@@ -206,13 +284,22 @@ impl ClientTable {
 
     /// The clients, most recently seen first.
     pub fn iter_recent(&self) -> impl Iterator<Item = ClientEntry> + '_ {
-        let mut held: Vec<&Slot> = self.slots.iter().filter(|s| s[W_COUNT] != 0).collect();
-        held.sort_by_key(|s| std::cmp::Reverse(s[W_LAST]));
-        held.into_iter().map(entry)
+        let mut held: Vec<(u32, usize)> = (0..self.entries)
+            .filter_map(|slot| match self.kind(slot) {
+                k @ (V4 | V6) => Some((self.words[Fields::of(slot, k).last], slot)),
+                _ => None,
+            })
+            .collect();
+        held.sort_by_key(|&(last, _)| std::cmp::Reverse(last));
+        held.into_iter().map(|(_, slot)| self.entry(slot))
+    }
+
+    fn kind(&self, slot: usize) -> u32 {
+        self.words[slot * WORDS + META] >> KIND_SHIFT
     }
 
     /// The two sets `key` may live in (the same one twice in a one-set table).
-    fn sets_of(&self, key: &[u32; 4]) -> (usize, usize) {
+    fn sets_of(&self, key: &Key) -> (usize, usize) {
         let h = self.hasher.hash_one(key);
         // Multiply-shift maps each 32-bit half of the hash onto 0..sets without a division.
         let a = ((h & 0xffff_ffff) * self.sets) >> 32;
@@ -220,68 +307,145 @@ impl ClientTable {
         (a as usize, b as usize)
     }
 
-    /// Slot indices of set `set` (the last set is short when WAYS does not divide the
+    /// Entry indices of set `set` (the last set is short when WAYS does not divide the
     /// capacity, so the table holds exactly `capacity` entries).
     fn set_range(&self, set: usize) -> std::ops::Range<usize> {
         let start = set * WAYS;
-        start..(start + WAYS).min(self.slots.len())
+        start..(start + WAYS).min(self.entries)
     }
 
-    fn find(&self, set: usize, key: &[u32; 4]) -> Option<usize> {
-        self.set_range(set)
-            .find(|&i| self.slots[i][W_COUNT] != 0 && self.slots[i][W_ADDR..W_ADDR + 4] == key[..])
-    }
-
-    /// A free slot in the emptier set (keeping the sets evenly filled is what lets
-    /// nearly the whole table fill up before anyone is evicted), else the least recently
-    /// seen entry of both sets.
-    fn free_or_oldest(&self, a: usize, b: usize) -> usize {
-        let free = |set: usize| {
-            let mut range = self.set_range(set);
-            let n = range
-                .clone()
-                .filter(|&i| self.slots[i][W_COUNT] == 0)
-                .count();
-            (n, range.find(|&i| self.slots[i][W_COUNT] == 0))
-        };
-        let ((na, fa), (nb, fb)) = (free(a), free(b));
-        if let Some(i) = if na >= nb { fa.or(fb) } else { fb } {
-            return i;
+    /// The first entry of `key`'s client in `set`.
+    fn find(&self, set: usize, key: &Key) -> Option<usize> {
+        let w = &self.words;
+        match key {
+            Key::V4(addr) => self
+                .set_range(set)
+                .find(|&s| self.kind(s) == V4 && w[s * WORDS] == *addr),
+            Key::V6(addr) => self
+                .set_range(set)
+                .step_by(2)
+                .find(|&s| self.kind(s) == V6 && w[s * WORDS..s * WORDS + 4] == addr[..]),
         }
-        let mut oldest = a * WAYS;
-        for i in self.set_range(a).chain(self.set_range(b)) {
-            if self.slots[i][W_LAST] < self.slots[oldest][W_LAST] {
-                oldest = i;
+    }
+
+    /// Where a new client goes: free entries (an aligned pair for IPv6) in the emptier
+    /// set, keeping the sets evenly filled (which lets nearly the whole table fill up
+    /// before anyone is evicted); else the place whose clients were seen least recently
+    /// in either set, evicted. `None` when no set has room for the client at all.
+    fn place(&mut self, a: usize, b: usize, key: &Key) -> Option<usize> {
+        let width = key.width();
+        let free_in = |set: usize| {
+            self.set_range(set)
+                .filter(|&s| self.kind(s) == FREE)
+                .count()
+        };
+        let (a, b) = if free_in(a) >= free_in(b) {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let mut best: Option<(i64, usize)> = None;
+        for set in [a, b] {
+            let range = self.set_range(set);
+            for s in range.clone().step_by(width) {
+                if s + width > range.end {
+                    continue;
+                }
+                // Most recent sighting of a client in the place; below zero for all free,
+                // lowest for a single entry whose partner is taken, so that IPv4 clients
+                // fill broken pairs first and whole pairs stay free for IPv6 ones.
+                let mut recency = (s..s + width)
+                    .map(|e| self.last_seen(e))
+                    .max()
+                    .unwrap_or(-1);
+                let partner = s ^ 1;
+                if width == 1 && recency < 0 && partner < range.end && self.kind(partner) != FREE {
+                    recency = -2;
+                }
+                if best.is_none_or(|(r, _)| recency < r) {
+                    best = Some((recency, s));
+                }
+                if recency == -2 || (width == 2 && recency < 0) {
+                    break;
+                }
+            }
+            if best.is_some_and(|(r, _)| r < 0) {
+                break;
             }
         }
-        oldest
+        let (_, slot) = best?;
+        for e in slot..slot + width {
+            self.evict(e);
+        }
+        Some(slot)
     }
-}
 
-fn key(addr: IpAddr) -> [u32; 4] {
-    let v6 = match addr {
-        IpAddr::V4(a) => a.to_ipv6_mapped(),
-        IpAddr::V6(a) => a,
-    };
-    let o = v6.octets();
-    std::array::from_fn(|i| {
-        u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
-    })
-}
-
-fn entry(s: &Slot) -> ClientEntry {
-    let mut octets = [0u8; 16];
-    for (chunk, word) in octets.chunks_exact_mut(4).zip(&s[W_ADDR..W_ADDR + 4]) {
-        chunk.copy_from_slice(&word.to_be_bytes());
+    /// When the client holding entry `slot` was last seen, ticks; -1 if the entry is free.
+    fn last_seen(&self, slot: usize) -> i64 {
+        match self.kind(slot) {
+            FREE => -1,
+            V6_TAIL => self.last_seen(slot - 1),
+            k => i64::from(self.words[Fields::of(slot, k).last]),
+        }
     }
-    let v6 = Ipv6Addr::from(octets);
-    ClientEntry {
-        addr: v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        port: s[W_META] as u16,
-        first: f64::from(s[W_FIRST]) / TICKS_PER_SECOND,
-        last: f64::from(s[W_LAST]) / TICKS_PER_SECOND,
-        count: u64::from(s[W_COUNT]),
-        mode_version: (s[W_META] >> 16) as u8,
+
+    /// Forget the client holding entry `slot`, if any.
+    fn evict(&mut self, slot: usize) {
+        match self.kind(slot) {
+            FREE => {}
+            V6_TAIL => self.evict(slot - 1),
+            k => {
+                self.words[slot * WORDS + META] = 0;
+                if k == V6 {
+                    self.words[(slot + 1) * WORDS + META] = 0;
+                }
+                self.len -= 1;
+            }
+        }
+    }
+
+    /// A new client in the free entries at `slot`.
+    fn insert(&mut self, slot: usize, key: &Key, now: u32, meta: u32) {
+        let w = slot * WORDS;
+        match key {
+            Key::V4(addr) => self.words[w] = *addr,
+            Key::V6(addr) => {
+                self.words[w..w + 4].copy_from_slice(addr);
+                self.words[w + WORDS + META] = V6_TAIL << KIND_SHIFT;
+            }
+        }
+        let f = Fields::of(slot, key.kind());
+        self.words[f.first] = now;
+        self.words[f.last] = now;
+        self.words[f.count] = 1;
+        self.words[f.drained] = now;
+        self.words[f.meta] = meta;
+        self.len += 1;
+    }
+
+    /// The client whose first entry is `slot`.
+    fn entry(&self, slot: usize) -> ClientEntry {
+        let kind = self.kind(slot);
+        let w = &self.words;
+        let base = slot * WORDS;
+        let addr = if kind == V4 {
+            IpAddr::V4(Ipv4Addr::from(w[base]))
+        } else {
+            let mut octets = [0u8; 16];
+            for (chunk, word) in octets.chunks_exact_mut(4).zip(&w[base..base + 4]) {
+                chunk.copy_from_slice(&word.to_be_bytes());
+            }
+            IpAddr::V6(Ipv6Addr::from(octets))
+        };
+        let f = Fields::of(slot, kind);
+        ClientEntry {
+            addr,
+            port: w[f.meta] as u16,
+            first: f64::from(w[f.first]) / TICKS_PER_SECOND,
+            last: f64::from(w[f.last]) / TICKS_PER_SECOND,
+            count: u64::from(w[f.count]),
+            mode_version: (w[f.meta] >> 16) as u8,
+        }
     }
 }
 
@@ -297,8 +461,6 @@ fn saturate(ticks: i64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
-
     fn ip(n: u32) -> IpAddr {
         IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n))
     }
@@ -464,6 +626,70 @@ mod tests {
         t.observe(low6, 3, 3.0, 0x23);
         let got: Vec<(IpAddr, u16)> = t.iter_recent().map(|e| (e.addr, e.port)).collect();
         assert_eq!(got, vec![(low6, 3), (v6, 2), (v4, 1)]);
+    }
+
+    #[test]
+    fn an_ipv6_client_takes_two_entries_and_evicts_the_least_recent_pair() {
+        let v6 = |n: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n));
+        let held = |t: &ClientTable| {
+            let mut a: Vec<IpAddr> = t.iter_recent().map(|e| e.addr).collect();
+            a.sort();
+            a
+        };
+        // One set of four entries, full of IPv4 clients seen at 1, 2, 3, 4 s.
+        let mut t = ClientTable::new(WAYS, RateLimits::default());
+        for n in 1..=4 {
+            t.observe(ip(n), 123, f64::from(n), 0x23);
+        }
+        // The IPv6 client needs a pair: the one whose clients were seen least recently.
+        t.observe(v6(1), 123, 5.0, 0x23);
+        assert_eq!(held(&t), vec![ip(3), ip(4), v6(1)]);
+        // An IPv4 client evicts the least recent single client ...
+        t.observe(ip(6), 123, 6.0, 0x23);
+        t.observe(ip(7), 123, 7.0, 0x23);
+        assert_eq!(held(&t), vec![ip(6), ip(7), v6(1)]);
+        // ... and, when that is the IPv6 client, frees both of its entries.
+        t.observe(ip(8), 123, 8.0, 0x23);
+        assert_eq!(held(&t), vec![ip(6), ip(7), ip(8)]);
+        t.observe(ip(9), 123, 9.0, 0x23);
+        assert_eq!(t.len(), 4);
+        assert_eq!(held(&t), vec![ip(6), ip(7), ip(8), ip(9)]);
+    }
+
+    #[test]
+    fn ipv6_clients_are_rate_limited_and_counted_like_ipv4_ones() {
+        let mut t = ClientTable::new(64, RateLimits::default());
+        let v6: IpAddr = "2001:db8::1:2".parse().unwrap();
+        let verdicts: Vec<Verdict> = (0..10)
+            .map(|i| t.observe(v6, 40000 + i, f64::from(i) * 0.01, 0x23))
+            .collect();
+        assert!(!verdicts[0].over_limit && verdicts[1..].iter().all(|v| v.over_limit));
+        let e = t.iter_recent().next().unwrap();
+        assert_eq!((e.addr, e.port, e.count, e.first), (v6, 40009, 10, 0.0));
+        // Half of them IPv6 in a table a third full (1500 of 4096 entries): nearly all held.
+        let mut t = ClientTable::new(4096, RateLimits::default());
+        for n in 0..1000u16 {
+            let addr = if n % 2 == 0 {
+                ip(u32::from(n))
+            } else {
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 1, n))
+            };
+            t.observe(addr, 1, f64::from(n), 0x23);
+        }
+        // (A new IPv6 client finding no free pair in either set, which a few do in
+        // a table this full, evicts the least recent client there.)
+        assert!(t.len() >= 990, "held {} of 1000", t.len());
+        assert!(t.iter_recent().all(|e| e.count == 1));
+    }
+
+    #[test]
+    fn a_one_entry_table_serves_ipv6_clients_without_remembering_them() {
+        let mut t = ClientTable::new(1, RateLimits::default());
+        let v6: IpAddr = "2001:db8::9".parse().unwrap();
+        assert!((0..5).all(|i| !t.observe(v6, 1, f64::from(i), 0x23).over_limit));
+        assert!(t.is_empty());
+        t.observe(ip(1), 1, 0.0, 0x23);
+        assert_eq!(t.len(), 1);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! gets) and is resized like TCP's autotuning:
 //! * it always holds [`LATENCY_BUDGET`] of requests at the rate the worker has been
 //!   serving (never less than the default, never more than [`CEILING`]);
-//! * when the kernel reports that the socket dropped requests (`SO_RXQ_OVFL`) while the
+//! * when the kernel reports that the socket dropped requests (`SO_MEMINFO`) while the
 //!   worker still had idle moments (a receive that did not fill a batch, so it was not
 //!   simply overloaded, when a larger queue would only add delay), the buffer doubles,
 //!   at most every [`GROW_INTERVAL`] and up to [`BURST_FLOORS`] times the default;
