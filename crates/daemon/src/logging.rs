@@ -6,8 +6,10 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// A log destination.
 pub enum Destination<'a> {
@@ -44,35 +46,50 @@ impl<'a> MakeWriter<'a> for MakeSyslog {
     }
 }
 
-/// Install the global logger; `debug` raises the level (`-d`, `-dd`).
+/// Install the global logger; `debug` raises the level (`-d`, `-dd`). `MERIDIAN_LOG`, when
+/// set, overrides it with per-module levels (`warn,meridian_sync=debug`).
+///
+/// The filter is `tracing-subscriber`'s `Targets`, not its `EnvFilter`: directives by
+/// module and level are what a daemon's log needs, and leaving out `EnvFilter`'s regular
+/// expressions leaves their code out of the binary and out of resident memory.
 pub fn init(destination: Destination<'_>, debug: u8) -> io::Result<()> {
     let level = match debug {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
+        0 => tracing::Level::INFO,
+        1 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
     };
-    let filter = EnvFilter::try_from_env("MERIDIAN_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+    let filter = std::env::var("MERIDIAN_LOG")
+        .ok()
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(level));
+    let builder = tracing_subscriber::fmt().with_target(false);
     let result = match destination {
         Destination::Stderr => {
             // Colour only for a person at a terminal, not for a log file or a pipe.
             use std::io::IsTerminal;
             let ansi = io::stderr().is_terminal();
-            builder.with_ansi(ansi).with_writer(io::stderr).try_init()
+            builder
+                .with_ansi(ansi)
+                .with_writer(io::stderr)
+                .finish()
+                .with(filter)
+                .try_init()
         }
         Destination::File(path) => {
             let file = OpenOptions::new().create(true).append(true).open(path)?;
             builder
                 .with_ansi(false)
                 .with_writer(Mutex::new(file))
+                .finish()
+                .with(filter)
                 .try_init()
         }
         Destination::Syslog => builder
             .with_ansi(false)
             .without_time()
             .with_writer(MakeSyslog)
+            .finish()
+            .with(filter)
             .try_init(),
     };
     // A logger already installed (tests) is fine.
