@@ -191,6 +191,7 @@ loadgen() { # loadgen LABEL PORT ARGS...: one pinned run against $SPID, RESULT l
 echo "== meridian serving benchmark: ${DURATION}s per run, $REPS reps, rates: $RATES"
 echo "   machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); servers on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU"
 echo "   $(chronyd --version | head -1)"
+if [[ $MERIDIAN == "$T/meridian" ]]; then echo "   $(bash scripts/symbol-order.sh --check)"; fi
 port=$PORT
 for rep in $(seq "$REPS"); do
     for server in $SERVERS; do
@@ -292,6 +293,14 @@ END {
         printf "  served rate at max: meridian/chrony %.2f (goal >= 1.25)", med(m SUBSEP "rep") / med(ch SUBSEP "rep")
         if ((e SUBSEP "rep") in cnt) printf ", meridian/echo %.2f (goal >= 0.90)", med(m SUBSEP "rep") / med(e SUBSEP "rep")
         printf "\n"
+        # One loadgen CPU sends about as fast as Meridian serves, so its "max" row can be
+        # bounded by loadgen: replies per CPU-second of the server is the rate its core
+        # would serve if offered more.
+        if (med(m SUBSEP "cpu") > 0 && med(ch SUBSEP "cpu") > 0) {
+            printf "  capacity at max (replies per server CPU-second, 1/CPUus): meridian %.0f/s, chrony %.0f/s, meridian/chrony %.2f", 1e6 / med(m SUBSEP "cpu"), 1e6 / med(ch SUBSEP "cpu"), med(ch SUBSEP "cpu") / med(m SUBSEP "cpu")
+            if (((e SUBSEP "cpu") in cnt) && med(e SUBSEP "cpu") > 0) printf ", meridian/echo %.2f", med(e SUBSEP "cpu") / med(m SUBSEP "cpu")
+            printf "\n"
+        }
         for (ri = 1; ri <= nr; ri++) {
             a = "meridian" SUBSEP R[ri]; b = "chrony" SUBSEP R[ri]
             if (((a SUBSEP "cpu") in cnt) && ((b SUBSEP "cpu") in cnt) && med(b SUBSEP "cpu") > 0) printf "  CPU us per reply at %s: meridian/chrony %.2f (goal <= 0.80)\n", R[ri], med(a SUBSEP "cpu") / med(b SUBSEP "cpu")

@@ -76,7 +76,7 @@ impl Bank {
         let mut out = None;
         for (i, m) in self.members.iter_mut().enumerate() {
             let inn = m.est.update(z, r);
-            let ll = -0.5 * (inn.variance.ln() + inn.residual * inn.residual / inn.variance);
+            let ll = -0.5 * (libm::log(inn.variance) + inn.residual * inn.residual / inn.variance);
             // Exponential forgetting; one wild sample cannot decide alone.
             m.loglik = m.loglik * (1.0 - 1.0 / MEMORY) + ll.max(-50.0);
             if i == self.best {

@@ -93,7 +93,8 @@ pub fn measure_precision() -> i8 {
     }
     let res = resolution.tv_sec as f64 + resolution.tv_nsec as f64 * 1e-9;
     let tick = best.max(res).max(1e-9);
-    tick.log2().ceil().clamp(-30.0, 0.0) as i8
+    // The smallest power of two not below the tick (ceil of log2, without libm).
+    (-30..=0).find(|&k| 2f64.powi(k) >= tick).unwrap_or(0) as i8
 }
 
 /// `adjtime`'s fixed slew rate, s/s.

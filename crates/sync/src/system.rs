@@ -195,7 +195,7 @@ impl Displacement {
             self.last = Some(now);
             return false;
         };
-        let faded = self.total * (-(now - last).max(0.0) / DISPLACEMENT_MEMORY).exp();
+        let faded = self.total * libm::exp(-(now - last).max(0.0) / DISPLACEMENT_MEMORY);
         let moved = command.step.unwrap_or(0.0) + command.slew.unwrap_or(0.0);
         if (faded + moved).abs() > panic {
             return true;
