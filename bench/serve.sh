@@ -303,7 +303,15 @@ END {
         }
         for (ri = 1; ri <= nr; ri++) {
             a = "meridian" SUBSEP R[ri]; b = "chrony" SUBSEP R[ri]
-            if (((a SUBSEP "cpu") in cnt) && ((b SUBSEP "cpu") in cnt) && med(b SUBSEP "cpu") > 0) printf "  CPU us per reply at %s: meridian/chrony %.2f (goal <= 0.80)\n", R[ri], med(a SUBSEP "cpu") / med(b SUBSEP "cpu")
+            # The goal is for a saturated core ("max", as the reference figures of the issue
+            # are); at fixed rates below it the figures are shown against the echo too,
+            # the floor of the kernel for that rate.
+            if (((a SUBSEP "cpu") in cnt) && ((b SUBSEP "cpu") in cnt) && med(b SUBSEP "cpu") > 0) {
+                printf "  CPU us per reply at %s: meridian/chrony %.2f", R[ri], med(a SUBSEP "cpu") / med(b SUBSEP "cpu")
+                if (R[ri] == "max") printf " (goal <= 0.80)"
+                else if ((("echo" SUBSEP R[ri]) SUBSEP "cpu") in cnt) printf " (below saturation; meridian/echo %.2f, chrony/echo %.2f)", med(a SUBSEP "cpu") / med("echo" SUBSEP R[ri] SUBSEP "cpu"), med(b SUBSEP "cpu") / med("echo" SUBSEP R[ri] SUBSEP "cpu")
+                printf "\n"
+            }
         }
         a = "meridian" SUBSEP "100000"; b = "chrony" SUBSEP "100000"
         if (((a SUBSEP "p99") in cnt) && ((b SUBSEP "p99") in cnt)) printf "  p99 at 100k/s: meridian %.0f us, chrony %.0f us (goal: meridian <= chrony)\n", med(a SUBSEP "p99"), med(b SUBSEP "p99")
@@ -315,7 +323,7 @@ END {
         if (!memhdr++) printf "\n%-16s %9s %9s %8s %11s %11s %11s %9s %9s\n", "memory", "clients", "replies", "KoDs", "RSS before", "RSS after", "peak (HWM)", "growth", "B/client"
         printf "%-16s %9d %9d %8d %7.1f MiB %7.1f MiB %7.1f MiB %5.1f MiB %9.0f\n", name, mcl[name], mrep[name], mkod[name], before[name] / 1024, mrss[name] / 1024, mhwm[name] / 1024, (mhwm[name] - before[name]) / 1024, (mcl[name] > 0 ? (mhwm[name] - before[name]) * 1024 / mcl[name] : 0)
     }
-    if (memhdr) printf "(meridian: mru maxdepth = clients; meridian-default: no mru line, 1024 KiB = 43690 entries of 24 B, an IPv6 client taking two; chrony: default clientloglimit, 512 KiB.\n B/client = peak growth / distinct clients that asked, whether or not the server kept them)\n"
+    if (memhdr) printf "(meridian: mru maxdepth = clients; meridian-default: no mru line, 1024 KiB = 52428 entries of 20 B, an IPv6 client taking two; chrony: default clientloglimit, 512 KiB.\n B/client = peak growth / distinct clients that asked, whether or not the server kept them)\n"
     if (("meridian" in mrss) && ("chrony" in mrss)) printf "  RSS with %d clients: meridian/chrony %.2f (goal <= 1.00)\n", mcl["meridian"], mrss["meridian"] / mrss["chrony"]
     # Both with their default bounds on client memory (mru maxmem 1024 KiB as in ntpd, chrony
     # clientloglimit 512 KiB): neither keeps all the clients.

@@ -74,6 +74,7 @@ server 127.0.0.1 port $upstream iburst minpoll 3 maxpoll 3
 restrict default limited kod nomodify notrap nopeer
 restrict 127.0.0.1
 discard average 1 minimum 1
+mru maxdepth 20000
 interface listen 127.0.0.1
 driftfile $WORK/drift
 statsdir $WORK/

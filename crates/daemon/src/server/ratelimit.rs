@@ -89,7 +89,7 @@ pub struct ClientEntry {
     pub first: f64,
     /// Time of the last packet seen.
     pub last: f64,
-    /// Packets seen.
+    /// Packets seen (counting stops at 2^20 − 1, about a million).
     pub count: u64,
     /// Last mode and version seen (for mrulist).
     pub mode_version: u8,
@@ -100,27 +100,39 @@ pub struct ClientEntry {
 // the entry holds in the top byte (zero: free), and for a client's first entry the
 // source port (low half) and mode and version (third byte) of its latest packet.
 //
-// An IPv4 client: address, first, last, count, drained, meta.
-// An IPv6 client, two entries: address (4 words), first, meta; last, count, drained,
-// two unused words, meta (marked as the tail of a pair).
+// An IPv4 client: address, first, last, bucket, meta.
+// An IPv6 client, two entries: address (4 words), meta; first, last, bucket, one unused
+// word, meta (marked as the tail of a pair).
 //
-// Times are ticks; "drained" is the tick at which the leaky bucket will be empty (the
-// banked headway is it minus now); the count saturates.
-const WORDS: usize = 6;
+// Times are ticks. The bucket word holds the packet count (low COUNT_BITS, saturating)
+// and, in its high DRAINED_BITS, when the leaky bucket will be empty: that time in units
+// of `ClientTable::unit` ticks, modulo DRAINED_MODULUS, never earlier than the last
+// packet (an empty bucket is empty from then on), so it is recovered from `last`. An
+// absolute time rather than the headway banked at `last`, so that packets that leave the
+// bucket alone (dropped ones) leave the stored value alone, rounding included.
+const WORDS: usize = 5;
 const META: usize = WORDS - 1;
 const KIND_SHIFT: u32 = 24;
 const FREE: u32 = 0;
 const V4: u32 = 1;
 const V6: u32 = 2;
 const V6_TAIL: u32 = 3;
+const COUNT_BITS: u32 = 20;
+const COUNT_MAX: u32 = (1 << COUNT_BITS) - 1;
+const DRAINED_BITS: u32 = 32 - COUNT_BITS;
+const DRAINED_MODULUS: i64 = 1 << DRAINED_BITS;
+/// Units of the drained time per packet's headway when a headway is long. The bucket
+/// never holds more than `BURST + 1` headways, so the drained time lies within
+/// 9 × 256 + 2 units after the last packet: fewer than DRAINED_MODULUS, so its low
+/// DRAINED_BITS identify it.
+const UNITS_PER_HEAD: i64 = 256;
 
 /// Where a client's fields are, as word indices into the table.
 #[derive(Debug, Clone, Copy)]
 struct Fields {
     first: usize,
     last: usize,
-    count: usize,
-    drained: usize,
+    bucket: usize,
     meta: usize,
 }
 
@@ -132,16 +144,14 @@ impl Fields {
             Fields {
                 first: w + 1,
                 last: w + 2,
-                count: w + 3,
-                drained: w + 4,
+                bucket: w + 3,
                 meta: w + META,
             }
         } else {
             Fields {
-                first: w + 4,
-                last: w + WORDS,
-                count: w + WORDS + 1,
-                drained: w + WORDS + 2,
+                first: w + WORDS,
+                last: w + WORDS + 1,
+                bucket: w + WORDS + 2,
                 meta: w + META,
             }
         }
@@ -199,12 +209,23 @@ pub struct ClientTable {
     head: i64,
     limit: i64,
     minimum: i64,
+    /// log2 of the ticks per unit of a stored drained time: one tick while a headway
+    /// is at most UNITS_PER_HEAD ticks (the default `discard average 3` is 128), else a
+    /// 256th of a headway (a headway is a power of two times 16, so is its 256th).
+    /// Stored times round up, so a client gains nothing by the rounding.
+    unit_log2: u32,
 }
 
 impl ClientTable {
     /// A table of `capacity` entries (at least 1), allocated up front. An IPv6 client
     /// takes two, so a one-entry table remembers IPv4 clients only.
     pub fn new(capacity: usize, limits: RateLimits) -> Self {
+        Self::with_hasher(capacity, limits, ahash::RandomState::new())
+    }
+
+    /// [`ClientTable::new`] with a given hasher (tests fix it to place clients alike
+    /// in every run).
+    fn with_hasher(capacity: usize, limits: RateLimits, hasher: ahash::RandomState) -> Self {
         let capacity = capacity.max(1);
         let head = (1i64 << limits.average_log2.min(16)) * TICKS_PER_SECOND as i64;
         ClientTable {
@@ -214,11 +235,12 @@ impl ClientTable {
             entries: capacity,
             sets: capacity.div_ceil(WAYS) as u64,
             len: 0,
-            hasher: ahash::RandomState::new(),
+            hasher,
             limits,
             head,
             limit: (BURST as i64) * head,
             minimum: (limits.minimum * TICKS_PER_SECOND).round() as i64,
+            unit_log2: (head / UNITS_PER_HEAD).max(1).ilog2(),
         }
     }
 
@@ -253,33 +275,38 @@ impl ClientTable {
             return SERVED;
         };
         let f = Fields::of(slot, key.kind());
-        let (head, limit, minimum) = (self.head, self.limit, self.minimum);
+        let (head, limit, minimum, unit) = (self.head, self.limit, self.minimum, self.unit_log2);
         let w = &mut self.words;
-        let interval = i64::from(now.saturating_sub(w[f.last]));
+        let last = w[f.last];
+        let interval = i64::from(now.saturating_sub(last));
+        let bucket = w[f.bucket];
+        let count = (bucket & COUNT_MAX).saturating_add(1).min(COUNT_MAX);
+        let drained = drained_time(bucket, last, unit);
         w[f.last] = now;
-        w[f.count] = w[f.count].saturating_add(1);
         w[f.meta] = meta;
         let now = i64::from(now);
-        let leak = (i64::from(w[f.drained]) - now).max(0);
+        let leak = (drained - now).max(0);
         let with_packet = leak + head;
         let one_second = TICKS_PER_SECOND as i64;
         // Grace of one second on the minimum spacing and two on the headway, as ntpd
         // gives, so a client polling exactly at the limits is not punished for jitter.
-        if interval + one_second >= minimum && with_packet < limit {
-            w[f.drained] = saturate(now + with_packet - 2 * one_second);
-            SERVED
+        let (drained, verdict) = if interval + one_second >= minimum && with_packet < limit {
+            (now + with_packet - 2 * one_second, SERVED)
         } else if leak < limit {
-            w[f.drained] = saturate(now + limit + head);
-            Verdict {
+            let kod = Verdict {
                 over_limit: true,
                 kod_allowed: true,
-            }
+            };
+            (now + limit + head, kod)
         } else {
-            Verdict {
+            let dropped = Verdict {
                 over_limit: true,
                 kod_allowed: false,
-            }
-        }
+            };
+            (drained, dropped)
+        };
+        w[f.bucket] = bucket_word(drained.max(now), count, unit);
+        verdict
     }
 
     /// The clients, most recently seen first.
@@ -417,8 +444,8 @@ impl ClientTable {
         let f = Fields::of(slot, key.kind());
         self.words[f.first] = now;
         self.words[f.last] = now;
-        self.words[f.count] = 1;
-        self.words[f.drained] = now;
+        // One packet, an empty bucket.
+        self.words[f.bucket] = bucket_word(i64::from(now), 1, self.unit_log2);
         self.words[f.meta] = meta;
         self.len += 1;
     }
@@ -443,19 +470,29 @@ impl ClientTable {
             port: w[f.meta] as u16,
             first: f64::from(w[f.first]) / TICKS_PER_SECOND,
             last: f64::from(w[f.last]) / TICKS_PER_SECOND,
-            count: u64::from(w[f.count]),
+            count: u64::from(w[f.bucket] & COUNT_MAX),
             mode_version: (w[f.meta] >> 16) as u8,
         }
     }
 }
 
+/// The bucket word for a bucket empty at tick `drained` (not before the packet just
+/// seen) and a count.
+fn bucket_word(drained: i64, count: u32, unit_log2: u32) -> u32 {
+    let units = (drained + (1 << unit_log2) - 1) >> unit_log2;
+    ((units & (DRAINED_MODULUS - 1)) as u32) << COUNT_BITS | count
+}
+
+/// When the bucket of `bucket_word` is empty, ticks, given its client's last packet.
+fn drained_time(bucket: u32, last: u32, unit_log2: u32) -> i64 {
+    let last_units = i64::from(last) >> unit_log2;
+    let stored = i64::from(bucket >> COUNT_BITS);
+    (last_units + ((stored - last_units) & (DRAINED_MODULUS - 1))) << unit_log2
+}
+
 /// Seconds to ticks; `as` saturates a negative or huge time to the ends of the range.
 fn to_ticks(seconds: f64) -> u32 {
     (seconds * TICKS_PER_SECOND) as u32
-}
-
-fn saturate(ticks: i64) -> u32 {
-    ticks.clamp(0, i64::from(u32::MAX)) as u32
 }
 
 #[cfg(test)]
@@ -617,7 +654,10 @@ mod tests {
 
     #[test]
     fn ipv6_and_ipv4_clients_are_kept_apart_and_round_trip() {
-        let mut t = ClientTable::new(8, RateLimits::default());
+        // Sets chosen by a fixed hash: with random ones, all three clients may land in
+        // the same set of four entries, where the second IPv6 pair must evict.
+        let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
+        let mut t = ClientTable::with_hasher(64, RateLimits::default(), hasher);
         let v4: IpAddr = "192.0.2.7".parse().unwrap();
         let v6: IpAddr = "2001:db8::7".parse().unwrap();
         let low6: IpAddr = "::c000:207".parse().unwrap();
@@ -699,5 +739,52 @@ mod tests {
         t.observe(ip(1), 1, 74.25, 0x23);
         let e = t.iter_recent().next().unwrap();
         assert_eq!((e.first, e.last), (10.5, 74.25));
+    }
+
+    #[test]
+    fn the_count_stops_at_its_maximum_and_the_limits_still_hold() {
+        let mut t = ClientTable::new(2, RateLimits::default());
+        let v = t.observe(ip(1), 1, 0.0, 0x23);
+        assert!(!v.over_limit);
+        // A flood of more packets than the count holds, all within one tick.
+        let limited = (0..COUNT_MAX + 10)
+            .filter(|_| t.observe(ip(1), 1, 0.01, 0x23).over_limit)
+            .count();
+        assert_eq!(limited as u32, COUNT_MAX + 10);
+        let e = t.iter_recent().next().unwrap();
+        assert_eq!(e.count, u64::from(COUNT_MAX));
+        // The bucket drained in time as the other tests expect, whatever the flood: still
+        // past the limit 5 s after the KoD, served again after 30 s.
+        let v = t.observe(ip(1), 1, 5.0, 0x23);
+        assert!(v.over_limit && !v.kod_allowed);
+        assert!(!t.observe(ip(1), 1, 30.0, 0x23).over_limit);
+    }
+
+    #[test]
+    fn long_averages_keep_their_bucket_in_coarser_units_without_letting_a_flood_drain_it() {
+        // average 2^10 s: a headway of 1024 s, the drained time kept in units of 4 s.
+        let limits = RateLimits {
+            average_log2: 10,
+            minimum: 2.0,
+        };
+        let mut t = ClientTable::new(2, limits);
+        // Every 600 s respects the minimum but not the average: the bucket fills by
+        // 422 s per packet (424 s less the 2 s grace) and overflows at packet 17.
+        let first_limited = (0..40)
+            .position(|i| t.observe(ip(1), 1, f64::from(i) * 600.0, 0x23).over_limit)
+            .expect("limited");
+        assert!((16..=18).contains(&first_limited), "{first_limited}");
+        // The KoD banked 9 headways (9216 s). A flood, one packet every tick for a
+        // minute, is dropped without KoDs and leaves the bucket to drain in real time:
+        // past the limit (8 headways) 1000 s after the KoD, served again once a full
+        // packet fits (below 7 headways banked) after 2048 s.
+        let kod_at = first_limited as f64 * 600.0;
+        for k in 1..=960 {
+            let v = t.observe(ip(1), 1, kod_at + f64::from(k) / 16.0, 0x23);
+            assert!(v.over_limit && !v.kod_allowed, "flood packet {k}");
+        }
+        let v = t.observe(ip(1), 1, kod_at + 1000.0, 0x23);
+        assert!(v.over_limit && !v.kod_allowed);
+        assert!(!t.observe(ip(1), 1, kod_at + 2060.0, 0x23).over_limit);
     }
 }
