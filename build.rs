@@ -20,6 +20,8 @@ fn main() {
     }
     let var = |name: &str| env::var(name).unwrap_or_default();
     let target_is_default_lld = var("TARGET") == "x86_64-unknown-linux-gnu"
+        // Any linker flag (`-C linker=…`, `linker-flavor`, `link-arg=-fuse-ld=…`) may
+        // mean another linker: then leave the link alone.
         && !var("CARGO_ENCODED_RUSTFLAGS").contains("link")
         && env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_none();
     if var("PROFILE") != "release" || !target_is_default_lld || !rustc_links_with_lld() {

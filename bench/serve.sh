@@ -309,7 +309,10 @@ END {
             if (((a SUBSEP "cpu") in cnt) && ((b SUBSEP "cpu") in cnt) && med(b SUBSEP "cpu") > 0) {
                 printf "  CPU us per reply at %s: meridian/chrony %.2f", R[ri], med(a SUBSEP "cpu") / med(b SUBSEP "cpu")
                 if (R[ri] == "max") printf " (goal <= 0.80)"
-                else if ((("echo" SUBSEP R[ri]) SUBSEP "cpu") in cnt) printf " (below saturation; meridian/echo %.2f, chrony/echo %.2f)", med(a SUBSEP "cpu") / med("echo" SUBSEP R[ri] SUBSEP "cpu"), med(b SUBSEP "cpu") / med("echo" SUBSEP R[ri] SUBSEP "cpu")
+                else if ((("echo" SUBSEP R[ri]) SUBSEP "cpu") in cnt) {
+                    ecpu = med("echo" SUBSEP R[ri] SUBSEP "cpu")
+                    printf " (below saturation; meridian/echo %.2f, chrony/echo %.2f)", med(a SUBSEP "cpu") / ecpu, med(b SUBSEP "cpu") / ecpu
+                }
                 printf "\n"
             }
         }

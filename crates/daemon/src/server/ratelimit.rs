@@ -106,7 +106,7 @@ pub struct ClientEntry {
 //
 // Times are ticks. The bucket word holds the packet count (low COUNT_BITS, saturating)
 // and, in its high DRAINED_BITS, when the leaky bucket will be empty: that time in units
-// of `ClientTable::unit` ticks, modulo DRAINED_MODULUS, never earlier than the last
+// of 2^`ClientTable::unit_log2` ticks, modulo DRAINED_MODULUS, never earlier than the last
 // packet (an empty bucket is empty from then on), so it is recovered from `last`. An
 // absolute time rather than the headway banked at `last`, so that packets that leave the
 // bucket alone (dropped ones) leave the stored value alone, rounding included.
@@ -275,13 +275,14 @@ impl ClientTable {
             return SERVED;
         };
         let f = Fields::of(slot, key.kind());
-        let (head, limit, minimum, unit) = (self.head, self.limit, self.minimum, self.unit_log2);
+        let (head, limit, minimum, unit_log2) =
+            (self.head, self.limit, self.minimum, self.unit_log2);
         let w = &mut self.words;
         let last = w[f.last];
         let interval = i64::from(now.saturating_sub(last));
         let bucket = w[f.bucket];
-        let count = (bucket & COUNT_MAX).saturating_add(1).min(COUNT_MAX);
-        let drained = drained_time(bucket, last, unit);
+        let count = ((bucket & COUNT_MAX) + 1).min(COUNT_MAX);
+        let drained = drained_time(bucket, last, unit_log2);
         w[f.last] = now;
         w[f.meta] = meta;
         let now = i64::from(now);
@@ -305,7 +306,7 @@ impl ClientTable {
             };
             (drained, dropped)
         };
-        w[f.bucket] = bucket_word(drained.max(now), count, unit);
+        w[f.bucket] = bucket_word(drained.max(now), count, unit_log2);
         verdict
     }
 
